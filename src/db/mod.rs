@@ -1,0 +1,311 @@
+//! The database: one [`Db`] over two backends.
+//!
+//! `Db` is an enum of two deadpool pools, one of diesel-async's `AsyncPgConnection` and one
+//! of `SyncConnectionWrapper<SqliteConnection>` (SQLite's synchronous connection run on
+//! tokio's blocking threads). A query is written once in Diesel's DSL and [`with_conn!`]
+//! expands it once per backend, so both arms are compile-checked and monomorphic: no
+//! generic query functions with exploding trait bounds, no trait objects, no runtime SQL
+//! translation.
+
+pub mod migrations;
+pub mod sql_types;
+
+use std::time::Duration;
+
+use diesel::connection::SimpleConnection;
+use diesel::sqlite::SqliteConnection;
+use diesel_async::pooled_connection::deadpool::{BuildError, Pool, PoolError};
+use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
+use diesel_async::sync_connection_wrapper::SyncConnectionWrapper;
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
+
+/// A SQLite connection usable from async code.
+pub type SqliteConn = SyncConnectionWrapper<SqliteConnection>;
+/// The PostgreSQL pool.
+pub type PgPool = Pool<AsyncPgConnection>;
+/// The SQLite pool.
+pub type SqlitePool = Pool<SqliteConn>;
+
+/// How long a request waits for a pooled connection, and how long a new one may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections unused for longer than this are closed.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long SQLite waits for a lock before it reports `database is locked`.
+pub const SQLITE_BUSY_TIMEOUT_MS: u64 = 5_000;
+
+/// Which database a URL names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    /// A SQLite file.
+    Sqlite(String),
+    /// A PostgreSQL URL (`postgres://` or `postgresql://`).
+    Postgres(String),
+}
+
+impl DatabaseUrl {
+    /// Reads `DATABASE_URL`'s value: `postgres://…` or `postgresql://…` is PostgreSQL;
+    /// `sqlite://PATH`, `sqlite:PATH` or a plain path is a SQLite file.
+    pub fn parse(url: &str) -> Result<Self, String> {
+        let url = url.trim();
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(Self::Postgres(url.to_owned()));
+        }
+        let path = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+            .unwrap_or(url);
+        if path.is_empty() {
+            return Err("DATABASE_URL is empty: leave it unset for ./iofold.db, or give a SQLite path or a postgres:// URL".into());
+        }
+        if path == ":memory:" || path.contains("mode=memory") {
+            return Err("DATABASE_URL: an in-memory SQLite database is not supported (every pooled connection would see its own empty database); give a file path".into());
+        }
+        if let Some((scheme, _)) = path.split_once("://") {
+            return Err(format!(
+                "DATABASE_URL: unsupported scheme `{scheme}://`; use postgres://, postgresql://, sqlite:// or a file path"
+            ));
+        }
+        Ok(Self::Sqlite(path.to_owned()))
+    }
+
+    /// The backend it names.
+    pub fn backend(&self) -> Backend {
+        match self {
+            Self::Sqlite(_) => Backend::Sqlite,
+            Self::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    /// The URL or path, as given to the driver.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Sqlite(path) | Self::Postgres(path) => path,
+        }
+    }
+}
+
+/// The two backends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// The embedded SQLite file.
+    Sqlite,
+    /// PostgreSQL.
+    Postgres,
+}
+
+impl Backend {
+    /// `sqlite` or `postgres`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Sqlite => "sqlite",
+            Self::Postgres => "postgres",
+        }
+    }
+}
+
+/// A pool of connections to one of the two backends. Cheap to clone.
+#[derive(Clone)]
+pub enum Db {
+    /// PostgreSQL.
+    Postgres(PgPool),
+    /// SQLite.
+    Sqlite(SqlitePool),
+}
+
+/// Runs `$body` with `$conn` bound to a pooled connection of whichever backend `$db` is.
+/// The body is expanded once per backend, so one DSL expression serves both. A failure to
+/// get a connection is returned with `?` (the caller's error type converts from
+/// [`PoolError`]).
+#[macro_export]
+macro_rules! with_conn {
+    ($db:expr, |$conn:ident| $body:expr) => {
+        match $db {
+            $crate::db::Db::Postgres(pool) => {
+                let mut pooled = pool.get().await?;
+                let $conn: &mut diesel_async::AsyncPgConnection = &mut *pooled;
+                $body
+            }
+            $crate::db::Db::Sqlite(pool) => {
+                let mut pooled = pool.get().await?;
+                let $conn: &mut $crate::db::SqliteConn = &mut *pooled;
+                $body
+            }
+        }
+    };
+}
+
+/// Runs `$body` (an async closure taking the connection) in one write transaction: on
+/// PostgreSQL a plain `BEGIN`, on SQLite `BEGIN IMMEDIATE`, which takes the write lock up
+/// front (waiting up to the busy timeout) instead of failing with `database is locked`
+/// when a read inside the transaction is followed by a write under concurrency.
+#[macro_export]
+macro_rules! with_tx {
+    ($db:expr, async |$conn:ident| $body:expr) => {
+        match $db {
+            $crate::db::Db::Postgres(pool) => {
+                let mut pooled = pool.get().await?;
+                diesel_async::AsyncConnection::transaction(
+                    &mut *pooled,
+                    async |$conn: &mut diesel_async::AsyncPgConnection| $body,
+                )
+                .await
+            }
+            $crate::db::Db::Sqlite(pool) => {
+                let mut pooled = pool.get().await?;
+                pooled
+                    .immediate_transaction(async |$conn: &mut $crate::db::SqliteConn| $body)
+                    .await
+            }
+        }
+    };
+}
+
+/// Settings of the pool.
+#[derive(Debug, Clone)]
+pub struct PoolOptions {
+    /// The most connections open at once.
+    pub max_size: usize,
+}
+
+impl Db {
+    /// Builds the pool. Connections are opened on first use, so this does not fail when the
+    /// database is down; [`Db::ping`] tells.
+    pub fn connect(url: &DatabaseUrl, options: &PoolOptions) -> Result<Self, BuildError> {
+        match url {
+            DatabaseUrl::Postgres(url) => {
+                let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(url);
+                Ok(Self::Postgres(build_pool(manager, options)?))
+            }
+            DatabaseUrl::Sqlite(path) => {
+                let mut config = ManagerConfig::<SqliteConn>::default();
+                config.custom_setup = Box::new(|path| Box::pin(establish_sqlite(path.to_owned())));
+                let manager = AsyncDieselConnectionManager::<SqliteConn>::new_with_config(path, config);
+                Ok(Self::Sqlite(build_pool(manager, options)?))
+            }
+        }
+    }
+
+    /// The backend behind the pool.
+    pub fn backend(&self) -> Backend {
+        match self {
+            Self::Postgres(_) => Backend::Postgres,
+            Self::Sqlite(_) => Backend::Sqlite,
+        }
+    }
+
+    /// A database round trip (`SELECT 1`).
+    pub async fn ping(&self) -> Result<(), DbError> {
+        with_conn!(self, |conn| conn.batch_execute("SELECT 1").await?);
+        Ok(())
+    }
+
+    /// Pool figures: (open connections, idle connections, tasks waiting, max size).
+    pub fn pool_status(&self) -> deadpool::Status {
+        match self {
+            Self::Postgres(pool) => pool.status(),
+            Self::Sqlite(pool) => pool.status(),
+        }
+    }
+
+    /// Closes connections that have not been used for [`IDLE_TIMEOUT`].
+    pub fn close_idle(&self) {
+        match self {
+            Self::Postgres(pool) => {
+                pool.retain(|_, metrics| metrics.last_used() < IDLE_TIMEOUT);
+            }
+            Self::Sqlite(pool) => {
+                pool.retain(|_, metrics| metrics.last_used() < IDLE_TIMEOUT);
+            }
+        }
+    }
+
+    /// Closes the pool: waiting requests fail, open connections close as they come back.
+    pub fn close(&self) {
+        match self {
+            Self::Postgres(pool) => pool.close(),
+            Self::Sqlite(pool) => pool.close(),
+        }
+    }
+
+    /// On SQLite, writes the WAL back into the database file (`wal_checkpoint(TRUNCATE)`);
+    /// nothing on PostgreSQL.
+    pub async fn checkpoint(&self) -> Result<(), DbError> {
+        if let Self::Sqlite(pool) = self {
+            let mut conn = pool.get().await?;
+            conn.batch_execute("PRAGMA wal_checkpoint(TRUNCATE)").await?;
+        }
+        Ok(())
+    }
+}
+
+fn build_pool<M: deadpool::managed::Manager>(
+    manager: M,
+    options: &PoolOptions,
+) -> Result<deadpool::managed::Pool<M>, BuildError>
+{
+    deadpool::managed::Pool::builder(manager)
+        .max_size(options.max_size)
+        .wait_timeout(Some(CONNECT_TIMEOUT))
+        .create_timeout(Some(CONNECT_TIMEOUT))
+        .recycle_timeout(Some(CONNECT_TIMEOUT))
+        .runtime(deadpool::Runtime::Tokio1)
+        .build()
+}
+
+/// Opens a SQLite connection and sets, every time: the busy timeout first (so the next
+/// pragmas wait for a lock instead of failing), WAL journal, `synchronous=NORMAL` (durable
+/// at checkpoints, safe with WAL) and foreign keys on.
+pub async fn establish_sqlite(path: String) -> diesel::ConnectionResult<SqliteConn> {
+    let mut conn = SqliteConn::establish(&path).await?;
+    conn.batch_execute(&sqlite_pragmas())
+        .await
+        .map_err(|e| diesel::ConnectionError::BadConnection(e.to_string()))?;
+    Ok(conn)
+}
+
+/// The pragmas every SQLite connection runs when it opens.
+pub fn sqlite_pragmas() -> String {
+    format!(
+        "PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}; PRAGMA journal_mode = WAL; \
+         PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;"
+    )
+}
+
+/// Opens a synchronous SQLite connection with the same pragmas (migrations and CLI tasks).
+pub fn establish_sqlite_sync(path: &str) -> diesel::ConnectionResult<SqliteConnection> {
+    use diesel::Connection;
+    let mut conn = SqliteConnection::establish(path)?;
+    conn.batch_execute(&sqlite_pragmas())
+        .map_err(|e| diesel::ConnectionError::BadConnection(e.to_string()))?;
+    Ok(conn)
+}
+
+/// A database failure below the API: a pool that gives no connection, or a query error.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// No connection could be had from the pool.
+    #[error("database connection unavailable: {0}")]
+    Pool(#[from] PoolError),
+    /// A query failed.
+    #[error(transparent)]
+    Query(#[from] diesel::result::Error),
+}
+
+/// Counts the rows of a table or view (used by CLI reports and tests).
+pub async fn count_rows(db: &Db, table: &str) -> Result<i64, DbError> {
+    #[derive(diesel::QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    if !crate::catalog::TABLES.iter().any(|t| t.name == table) {
+        return Err(DbError::Query(diesel::result::Error::NotFound));
+    }
+    let sql = format!("SELECT COUNT(*) AS n FROM {table}");
+    let count: Count = with_conn!(db, |conn| diesel::sql_query(&sql).get_result(conn).await?);
+    Ok(count.n)
+}
+
+#[allow(unused_imports)]
+use AsyncConnection as _;
