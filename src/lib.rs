@@ -1,7 +1,21 @@
 //! iofold-graph: a GraphQL API server for the data of the iofold AI-agent evaluation
 //! platform, on an embedded SQLite file or on PostgreSQL.
+//!
+//! Layout: [`config`] (environment and flags), [`db`] (the two-backend pool, SQL types,
+//! migrations), [`schema`] (Diesel tables), [`models`] (row models), [`catalog`] (the data
+//! model as data), [`auth`], [`graphql`], [`server`] (HTTP), [`seed`], [`cli`].
 
+pub mod auth;
 pub mod catalog;
+pub mod cli;
+pub mod config;
+pub mod crypto;
 pub mod db;
+pub mod domain;
+pub mod error;
+pub mod graphql;
 pub mod models;
 pub mod schema;
+pub mod seed;
+pub mod server;
+pub mod validate;

@@ -56,9 +56,9 @@ CREATE TABLE api_tokens (
     user_id TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
     name TEXT NOT NULL,
     token_hash TEXT NOT NULL,
-    last_used_at TEXT CONSTRAINT api_tokens_last_used_at_check CHECK (last_used_at GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9].[0-9][0-9][0-9][0-9][0-9][0-9]Z' AND julianday(last_used_at) IS NOT NULL),
-    expires_at TEXT CONSTRAINT api_tokens_expires_at_check CHECK (expires_at GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9].[0-9][0-9][0-9][0-9][0-9][0-9]Z' AND julianday(expires_at) IS NOT NULL),
-    revoked_at TEXT CONSTRAINT api_tokens_revoked_at_check CHECK (revoked_at GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9].[0-9][0-9][0-9][0-9][0-9][0-9]Z' AND julianday(revoked_at) IS NOT NULL),
+    last_used_at TEXT CONSTRAINT api_tokens_last_used_at_check CHECK ((last_used_at IS NULL OR (last_used_at GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9].[0-9][0-9][0-9][0-9][0-9][0-9]Z' AND julianday(last_used_at) IS NOT NULL))),
+    expires_at TEXT CONSTRAINT api_tokens_expires_at_check CHECK ((expires_at IS NULL OR (expires_at GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9].[0-9][0-9][0-9][0-9][0-9][0-9]Z' AND julianday(expires_at) IS NOT NULL))),
+    revoked_at TEXT CONSTRAINT api_tokens_revoked_at_check CHECK ((revoked_at IS NULL OR (revoked_at GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9].[0-9][0-9][0-9][0-9][0-9][0-9]Z' AND julianday(revoked_at) IS NOT NULL))),
     created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%f000Z', 'now')) CONSTRAINT api_tokens_created_at_check CHECK (created_at GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9].[0-9][0-9][0-9][0-9][0-9][0-9]Z' AND julianday(created_at) IS NOT NULL),
     updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%f000Z', 'now')) CONSTRAINT api_tokens_updated_at_check CHECK (updated_at GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9].[0-9][0-9][0-9][0-9][0-9][0-9]Z' AND julianday(updated_at) IS NOT NULL),
     CONSTRAINT api_tokens_token_hash_key UNIQUE (token_hash)
@@ -76,7 +76,7 @@ CREATE TABLE integrations (
     config TEXT CONSTRAINT integrations_config_check CHECK (json_valid(config)),
     status TEXT NOT NULL DEFAULT 'active' CONSTRAINT integrations_status_check CHECK (status IN ('active', 'error')),
     error_message TEXT,
-    last_synced_at TEXT CONSTRAINT integrations_last_synced_at_check CHECK (last_synced_at GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9].[0-9][0-9][0-9][0-9][0-9][0-9]Z' AND julianday(last_synced_at) IS NOT NULL),
+    last_synced_at TEXT CONSTRAINT integrations_last_synced_at_check CHECK ((last_synced_at IS NULL OR (last_synced_at GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9].[0-9][0-9][0-9][0-9][0-9][0-9]Z' AND julianday(last_synced_at) IS NOT NULL))),
     created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%f000Z', 'now')) CONSTRAINT integrations_created_at_check CHECK (created_at GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9].[0-9][0-9][0-9][0-9][0-9][0-9]Z' AND julianday(created_at) IS NOT NULL),
     updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%f000Z', 'now')) CONSTRAINT integrations_updated_at_check CHECK (updated_at GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9].[0-9][0-9][0-9][0-9][0-9][0-9]Z' AND julianday(updated_at) IS NOT NULL),
     CONSTRAINT integrations_workspace_id_name_key UNIQUE (workspace_id, name)
@@ -329,7 +329,7 @@ CREATE TABLE evals (
     per_trace_results TEXT CONSTRAINT evals_per_trace_results_check CHECK (json_valid(per_trace_results)),
     total_cost_usd REAL,
     avg_duration_ms REAL,
-    activated_at TEXT CONSTRAINT evals_activated_at_check CHECK (activated_at GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9].[0-9][0-9][0-9][0-9][0-9][0-9]Z' AND julianday(activated_at) IS NOT NULL),
+    activated_at TEXT CONSTRAINT evals_activated_at_check CHECK ((activated_at IS NULL OR (activated_at GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9].[0-9][0-9][0-9][0-9][0-9][0-9]Z' AND julianday(activated_at) IS NOT NULL))),
     created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%f000Z', 'now')) CONSTRAINT evals_created_at_check CHECK (created_at GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9].[0-9][0-9][0-9][0-9][0-9][0-9]Z' AND julianday(created_at) IS NOT NULL),
     updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%f000Z', 'now')) CONSTRAINT evals_updated_at_check CHECK (updated_at GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9].[0-9][0-9][0-9][0-9][0-9][0-9]Z' AND julianday(updated_at) IS NOT NULL),
     CONSTRAINT evals_agent_id_version_key UNIQUE (agent_id, version)
@@ -395,7 +395,7 @@ CREATE TABLE eval_llm_cache (
     tokens_input INTEGER CONSTRAINT eval_llm_cache_tokens_input_check CHECK (tokens_input >= 0),
     tokens_output INTEGER CONSTRAINT eval_llm_cache_tokens_output_check CHECK (tokens_output >= 0),
     cost_usd REAL,
-    expires_at TEXT CONSTRAINT eval_llm_cache_expires_at_check CHECK (expires_at GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9].[0-9][0-9][0-9][0-9][0-9][0-9]Z' AND julianday(expires_at) IS NOT NULL),
+    expires_at TEXT CONSTRAINT eval_llm_cache_expires_at_check CHECK ((expires_at IS NULL OR (expires_at GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9].[0-9][0-9][0-9][0-9][0-9][0-9]Z' AND julianday(expires_at) IS NOT NULL))),
     created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%f000Z', 'now')) CONSTRAINT eval_llm_cache_created_at_check CHECK (created_at GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9].[0-9][0-9][0-9][0-9][0-9][0-9]Z' AND julianday(created_at) IS NOT NULL),
     updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%f000Z', 'now')) CONSTRAINT eval_llm_cache_updated_at_check CHECK (updated_at GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9].[0-9][0-9][0-9][0-9][0-9][0-9]Z' AND julianday(updated_at) IS NOT NULL),
     CONSTRAINT eval_llm_cache_prompt_hash_model_key UNIQUE (prompt_hash, model)
@@ -416,15 +416,15 @@ CREATE TABLE jobs (
     error_category TEXT,
     retry_count INTEGER NOT NULL DEFAULT 0 CONSTRAINT jobs_retry_count_check CHECK (retry_count >= 0),
     max_retries INTEGER NOT NULL DEFAULT 5 CONSTRAINT jobs_max_retries_check CHECK (max_retries >= 0),
-    last_error_at TEXT CONSTRAINT jobs_last_error_at_check CHECK (last_error_at GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9].[0-9][0-9][0-9][0-9][0-9][0-9]Z' AND julianday(last_error_at) IS NOT NULL),
-    next_retry_at TEXT CONSTRAINT jobs_next_retry_at_check CHECK (next_retry_at GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9].[0-9][0-9][0-9][0-9][0-9][0-9]Z' AND julianday(next_retry_at) IS NOT NULL),
+    last_error_at TEXT CONSTRAINT jobs_last_error_at_check CHECK ((last_error_at IS NULL OR (last_error_at GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9].[0-9][0-9][0-9][0-9][0-9][0-9]Z' AND julianday(last_error_at) IS NOT NULL))),
+    next_retry_at TEXT CONSTRAINT jobs_next_retry_at_check CHECK ((next_retry_at IS NULL OR (next_retry_at GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9].[0-9][0-9][0-9][0-9][0-9][0-9]Z' AND julianday(next_retry_at) IS NOT NULL))),
     priority INTEGER NOT NULL DEFAULT 0,
     agent_id TEXT REFERENCES agents (id) ON DELETE SET NULL,
     agent_version_id TEXT REFERENCES agent_versions (id) ON DELETE SET NULL,
     trigger_event TEXT,
     trigger_threshold TEXT,
-    started_at TEXT CONSTRAINT jobs_started_at_check CHECK (started_at GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9].[0-9][0-9][0-9][0-9][0-9][0-9]Z' AND julianday(started_at) IS NOT NULL),
-    completed_at TEXT CONSTRAINT jobs_completed_at_check CHECK (completed_at GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9].[0-9][0-9][0-9][0-9][0-9][0-9]Z' AND julianday(completed_at) IS NOT NULL),
+    started_at TEXT CONSTRAINT jobs_started_at_check CHECK ((started_at IS NULL OR (started_at GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9].[0-9][0-9][0-9][0-9][0-9][0-9]Z' AND julianday(started_at) IS NOT NULL))),
+    completed_at TEXT CONSTRAINT jobs_completed_at_check CHECK ((completed_at IS NULL OR (completed_at GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9].[0-9][0-9][0-9][0-9][0-9][0-9]Z' AND julianday(completed_at) IS NOT NULL))),
     created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%f000Z', 'now')) CONSTRAINT jobs_created_at_check CHECK (created_at GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9].[0-9][0-9][0-9][0-9][0-9][0-9]Z' AND julianday(created_at) IS NOT NULL),
     updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%f000Z', 'now')) CONSTRAINT jobs_updated_at_check CHECK (updated_at GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9].[0-9][0-9][0-9][0-9][0-9][0-9]Z' AND julianday(updated_at) IS NOT NULL)
 );
@@ -476,8 +476,8 @@ CREATE TABLE performance_alerts (
     message TEXT NOT NULL,
     prompt_id TEXT REFERENCES system_prompts (id) ON DELETE SET NULL,
     triggered_at TEXT NOT NULL CONSTRAINT performance_alerts_triggered_at_check CHECK (triggered_at GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9].[0-9][0-9][0-9][0-9][0-9][0-9]Z' AND julianday(triggered_at) IS NOT NULL),
-    acknowledged_at TEXT CONSTRAINT performance_alerts_acknowledged_at_check CHECK (acknowledged_at GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9].[0-9][0-9][0-9][0-9][0-9][0-9]Z' AND julianday(acknowledged_at) IS NOT NULL),
-    resolved_at TEXT CONSTRAINT performance_alerts_resolved_at_check CHECK (resolved_at GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9].[0-9][0-9][0-9][0-9][0-9][0-9]Z' AND julianday(resolved_at) IS NOT NULL),
+    acknowledged_at TEXT CONSTRAINT performance_alerts_acknowledged_at_check CHECK ((acknowledged_at IS NULL OR (acknowledged_at GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9].[0-9][0-9][0-9][0-9][0-9][0-9]Z' AND julianday(acknowledged_at) IS NOT NULL))),
+    resolved_at TEXT CONSTRAINT performance_alerts_resolved_at_check CHECK ((resolved_at IS NULL OR (resolved_at GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9].[0-9][0-9][0-9][0-9][0-9][0-9]Z' AND julianday(resolved_at) IS NOT NULL))),
     acknowledged_by TEXT REFERENCES users (id) ON DELETE SET NULL,
     resolved_by TEXT REFERENCES users (id) ON DELETE SET NULL,
     auto_action_taken TEXT CONSTRAINT performance_alerts_auto_action_taken_check CHECK (auto_action_taken IN ('none', 'auto_refine_queued', 'auto_refine_completed', 'auto_refine_failed')),
@@ -508,12 +508,12 @@ CREATE TABLE refinement_history (
     improvement_delta REAL,
     status TEXT NOT NULL DEFAULT 'pending' CONSTRAINT refinement_history_status_check CHECK (status IN ('pending', 'running', 'completed', 'failed', 'rejected', 'deployed')),
     job_id TEXT REFERENCES jobs (id) ON DELETE SET NULL,
-    rejected_at TEXT CONSTRAINT refinement_history_rejected_at_check CHECK (rejected_at GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9].[0-9][0-9][0-9][0-9][0-9][0-9]Z' AND julianday(rejected_at) IS NOT NULL),
-    deployed_at TEXT CONSTRAINT refinement_history_deployed_at_check CHECK (deployed_at GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9].[0-9][0-9][0-9][0-9][0-9][0-9]Z' AND julianday(deployed_at) IS NOT NULL),
+    rejected_at TEXT CONSTRAINT refinement_history_rejected_at_check CHECK ((rejected_at IS NULL OR (rejected_at GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9].[0-9][0-9][0-9][0-9][0-9][0-9]Z' AND julianday(rejected_at) IS NOT NULL))),
+    deployed_at TEXT CONSTRAINT refinement_history_deployed_at_check CHECK ((deployed_at IS NULL OR (deployed_at GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9].[0-9][0-9][0-9][0-9][0-9][0-9]Z' AND julianday(deployed_at) IS NOT NULL))),
     rejected_by TEXT REFERENCES users (id) ON DELETE SET NULL,
     deployed_by TEXT REFERENCES users (id) ON DELETE SET NULL,
     rejection_reason TEXT,
-    completed_at TEXT CONSTRAINT refinement_history_completed_at_check CHECK (completed_at GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9].[0-9][0-9][0-9][0-9][0-9][0-9]Z' AND julianday(completed_at) IS NOT NULL),
+    completed_at TEXT CONSTRAINT refinement_history_completed_at_check CHECK ((completed_at IS NULL OR (completed_at GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9].[0-9][0-9][0-9][0-9][0-9][0-9]Z' AND julianday(completed_at) IS NOT NULL))),
     created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%f000Z', 'now')) CONSTRAINT refinement_history_created_at_check CHECK (created_at GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9].[0-9][0-9][0-9][0-9][0-9][0-9]Z' AND julianday(created_at) IS NOT NULL),
     updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%f000Z', 'now')) CONSTRAINT refinement_history_updated_at_check CHECK (updated_at GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9].[0-9][0-9][0-9][0-9][0-9][0-9]Z' AND julianday(updated_at) IS NOT NULL)
 );
@@ -579,8 +579,8 @@ CREATE TABLE taskset_runs (
     model_id TEXT,
     config TEXT NOT NULL DEFAULT '{}' CONSTRAINT taskset_runs_config_check CHECK (json_valid(config)),
     error TEXT,
-    started_at TEXT CONSTRAINT taskset_runs_started_at_check CHECK (started_at GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9].[0-9][0-9][0-9][0-9][0-9][0-9]Z' AND julianday(started_at) IS NOT NULL),
-    completed_at TEXT CONSTRAINT taskset_runs_completed_at_check CHECK (completed_at GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9].[0-9][0-9][0-9][0-9][0-9][0-9]Z' AND julianday(completed_at) IS NOT NULL),
+    started_at TEXT CONSTRAINT taskset_runs_started_at_check CHECK ((started_at IS NULL OR (started_at GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9].[0-9][0-9][0-9][0-9][0-9][0-9]Z' AND julianday(started_at) IS NOT NULL))),
+    completed_at TEXT CONSTRAINT taskset_runs_completed_at_check CHECK ((completed_at IS NULL OR (completed_at GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9].[0-9][0-9][0-9][0-9][0-9][0-9]Z' AND julianday(completed_at) IS NOT NULL))),
     created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%f000Z', 'now')) CONSTRAINT taskset_runs_created_at_check CHECK (created_at GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9].[0-9][0-9][0-9][0-9][0-9][0-9]Z' AND julianday(created_at) IS NOT NULL),
     updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%f000Z', 'now')) CONSTRAINT taskset_runs_updated_at_check CHECK (updated_at GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9].[0-9][0-9][0-9][0-9][0-9][0-9]Z' AND julianday(updated_at) IS NOT NULL)
 );
@@ -631,8 +631,8 @@ CREATE TABLE gepa_runs (
     train_split REAL NOT NULL DEFAULT 0.7 CONSTRAINT gepa_runs_train_split_check CHECK (train_split BETWEEN 0 AND 1),
     val_split REAL NOT NULL DEFAULT 0.3 CONSTRAINT gepa_runs_val_split_check CHECK (val_split BETWEEN 0 AND 1),
     random_seed INTEGER,
-    started_at TEXT CONSTRAINT gepa_runs_started_at_check CHECK (started_at GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9].[0-9][0-9][0-9][0-9][0-9][0-9]Z' AND julianday(started_at) IS NOT NULL),
-    completed_at TEXT CONSTRAINT gepa_runs_completed_at_check CHECK (completed_at GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9].[0-9][0-9][0-9][0-9][0-9][0-9]Z' AND julianday(completed_at) IS NOT NULL),
+    started_at TEXT CONSTRAINT gepa_runs_started_at_check CHECK ((started_at IS NULL OR (started_at GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9].[0-9][0-9][0-9][0-9][0-9][0-9]Z' AND julianday(started_at) IS NOT NULL))),
+    completed_at TEXT CONSTRAINT gepa_runs_completed_at_check CHECK ((completed_at IS NULL OR (completed_at GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9].[0-9][0-9][0-9][0-9][0-9][0-9]Z' AND julianday(completed_at) IS NOT NULL))),
     created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%f000Z', 'now')) CONSTRAINT gepa_runs_created_at_check CHECK (created_at GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9].[0-9][0-9][0-9][0-9][0-9][0-9]Z' AND julianday(created_at) IS NOT NULL),
     updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%f000Z', 'now')) CONSTRAINT gepa_runs_updated_at_check CHECK (updated_at GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9].[0-9][0-9][0-9][0-9][0-9][0-9]Z' AND julianday(updated_at) IS NOT NULL),
     -- train + val <= 1 (the rest is the test split); the epsilon absorbs binary rounding of decimal splits
@@ -667,7 +667,7 @@ CREATE TABLE rollout_batches (
     task_count INTEGER NOT NULL CONSTRAINT rollout_batches_task_count_check CHECK (task_count >= 0),
     status TEXT NOT NULL DEFAULT 'queued' CONSTRAINT rollout_batches_status_check CHECK (status IN ('queued', 'running', 'completed', 'partial', 'failed')),
     config TEXT NOT NULL DEFAULT '{}' CONSTRAINT rollout_batches_config_check CHECK (json_valid(config)),
-    completed_at TEXT CONSTRAINT rollout_batches_completed_at_check CHECK (completed_at GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9].[0-9][0-9][0-9][0-9][0-9][0-9]Z' AND julianday(completed_at) IS NOT NULL),
+    completed_at TEXT CONSTRAINT rollout_batches_completed_at_check CHECK ((completed_at IS NULL OR (completed_at GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9].[0-9][0-9][0-9][0-9][0-9][0-9]Z' AND julianday(completed_at) IS NOT NULL))),
     created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%f000Z', 'now')) CONSTRAINT rollout_batches_created_at_check CHECK (created_at GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9].[0-9][0-9][0-9][0-9][0-9][0-9]Z' AND julianday(created_at) IS NOT NULL),
     updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%f000Z', 'now')) CONSTRAINT rollout_batches_updated_at_check CHECK (updated_at GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9].[0-9][0-9][0-9][0-9][0-9][0-9]Z' AND julianday(updated_at) IS NOT NULL)
 );
@@ -752,8 +752,8 @@ CREATE TABLE executions (
     data TEXT CONSTRAINT executions_data_check CHECK (json_valid(data)),
     result TEXT CONSTRAINT executions_result_check CHECK (json_valid(result)),
     error TEXT,
-    started_at TEXT CONSTRAINT executions_started_at_check CHECK (started_at GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9].[0-9][0-9][0-9][0-9][0-9][0-9]Z' AND julianday(started_at) IS NOT NULL),
-    completed_at TEXT CONSTRAINT executions_completed_at_check CHECK (completed_at GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9].[0-9][0-9][0-9][0-9][0-9][0-9]Z' AND julianday(completed_at) IS NOT NULL),
+    started_at TEXT CONSTRAINT executions_started_at_check CHECK ((started_at IS NULL OR (started_at GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9].[0-9][0-9][0-9][0-9][0-9][0-9]Z' AND julianday(started_at) IS NOT NULL))),
+    completed_at TEXT CONSTRAINT executions_completed_at_check CHECK ((completed_at IS NULL OR (completed_at GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9].[0-9][0-9][0-9][0-9][0-9][0-9]Z' AND julianday(completed_at) IS NOT NULL))),
     created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%f000Z', 'now')) CONSTRAINT executions_created_at_check CHECK (created_at GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9].[0-9][0-9][0-9][0-9][0-9][0-9]Z' AND julianday(created_at) IS NOT NULL),
     updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%f000Z', 'now')) CONSTRAINT executions_updated_at_check CHECK (updated_at GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9].[0-9][0-9][0-9][0-9][0-9][0-9]Z' AND julianday(updated_at) IS NOT NULL)
 );
@@ -774,8 +774,8 @@ CREATE TABLE execution_steps (
     retry_count INTEGER NOT NULL DEFAULT 0 CONSTRAINT execution_steps_retry_count_check CHECK (retry_count >= 0),
     max_retries INTEGER NOT NULL DEFAULT 3 CONSTRAINT execution_steps_max_retries_check CHECK (max_retries >= 0),
     error TEXT,
-    started_at TEXT CONSTRAINT execution_steps_started_at_check CHECK (started_at GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9].[0-9][0-9][0-9][0-9][0-9][0-9]Z' AND julianday(started_at) IS NOT NULL),
-    completed_at TEXT CONSTRAINT execution_steps_completed_at_check CHECK (completed_at GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9].[0-9][0-9][0-9][0-9][0-9][0-9]Z' AND julianday(completed_at) IS NOT NULL),
+    started_at TEXT CONSTRAINT execution_steps_started_at_check CHECK ((started_at IS NULL OR (started_at GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9].[0-9][0-9][0-9][0-9][0-9][0-9]Z' AND julianday(started_at) IS NOT NULL))),
+    completed_at TEXT CONSTRAINT execution_steps_completed_at_check CHECK ((completed_at IS NULL OR (completed_at GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9].[0-9][0-9][0-9][0-9][0-9][0-9]Z' AND julianday(completed_at) IS NOT NULL))),
     created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%f000Z', 'now')) CONSTRAINT execution_steps_created_at_check CHECK (created_at GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9].[0-9][0-9][0-9][0-9][0-9][0-9]Z' AND julianday(created_at) IS NOT NULL),
     updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%f000Z', 'now')) CONSTRAINT execution_steps_updated_at_check CHECK (updated_at GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]:[0-9][0-9]:[0-9][0-9].[0-9][0-9][0-9][0-9][0-9][0-9]Z' AND julianday(updated_at) IS NOT NULL)
 );

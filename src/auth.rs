@@ -1,0 +1,129 @@
+//! Who is asking: a user by API token, the server admin by secret, or nobody.
+
+use std::time::Duration;
+
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+
+use crate::crypto::{constant_time_eq, token_hash};
+use crate::db::sql_types::Timestamp;
+use crate::db::Db;
+use crate::error::{AppError, AppResult};
+use crate::schema::{api_tokens, workspace_members};
+use crate::with_conn;
+
+/// The header that carries the admin secret.
+pub const ADMIN_SECRET_HEADER: &str = "x-iofold-admin-secret";
+
+/// `last_used_at` is written at most this often per token, so reads stay reads.
+pub const LAST_USED_GRANULARITY: Duration = Duration::from_secs(60);
+
+/// The caller of one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Viewer {
+    /// No credentials: only introspection is open.
+    Anonymous,
+    /// A user, by API token.
+    User {
+        /// The user's id.
+        user_id: String,
+    },
+    /// The server admin secret: acts on every workspace.
+    Admin,
+}
+
+impl Viewer {
+    /// The user's id, if the caller is a user (the admin has none).
+    pub fn user_id(&self) -> Option<&str> {
+        match self {
+            Self::User { user_id } => Some(user_id),
+            _ => None,
+        }
+    }
+
+    /// Fails with `UNAUTHENTICATED` for an anonymous caller.
+    pub fn require_authenticated(&self) -> AppResult<()> {
+        match self {
+            Self::Anonymous => Err(AppError::unauthenticated()),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Resolves the credentials of a request. No credentials: [`Viewer::Anonymous`]. A wrong admin
+/// secret, or an unknown, expired or revoked token: `UNAUTHENTICATED`.
+pub async fn authenticate(
+    db: &Db,
+    admin_secret: Option<&str>,
+    sent_secret: Option<&str>,
+    authorization: Option<&str>,
+) -> AppResult<Viewer> {
+    if let Some(sent) = sent_secret {
+        return match admin_secret {
+            Some(expected) if constant_time_eq(sent.as_bytes(), expected.as_bytes()) => Ok(Viewer::Admin),
+            _ => Err(AppError::Unauthenticated("invalid admin secret".into())),
+        };
+    }
+    let Some(authorization) = authorization else {
+        return Ok(Viewer::Anonymous);
+    };
+    let token = authorization
+        .strip_prefix("Bearer ")
+        .or_else(|| authorization.strip_prefix("bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| AppError::Unauthenticated("the Authorization header must be `Bearer <token>`".into()))?;
+    let hash = token_hash(token);
+    let found: Option<(String, String, Option<Timestamp>, Option<Timestamp>, Option<Timestamp>)> = with_conn!(db, |conn| {
+        api_tokens::table
+            .filter(api_tokens::token_hash.eq(&hash))
+            .select((
+                api_tokens::id,
+                api_tokens::user_id,
+                api_tokens::expires_at,
+                api_tokens::revoked_at,
+                api_tokens::last_used_at,
+            ))
+            .first(conn)
+            .await
+            .optional()?
+    });
+    let now = Timestamp::now();
+    let invalid = || AppError::Unauthenticated("invalid, expired or revoked token".into());
+    let (token_id, user_id, expires_at, revoked_at, last_used_at) = found.ok_or_else(invalid)?;
+    if revoked_at.is_some() || expires_at.is_some_and(|at| at <= now) {
+        return Err(invalid());
+    }
+    let stale = last_used_at
+        .is_none_or(|at| (now.as_datetime() - at.as_datetime()).to_std().unwrap_or_default() >= LAST_USED_GRANULARITY);
+    if stale {
+        let db = db.clone();
+        tokio::spawn(async move {
+            if let Err(error) = touch_token(&db, &token_id, now).await {
+                tracing::warn!(?error, "could not record the token's last use");
+            }
+        });
+    }
+    Ok(Viewer::User { user_id })
+}
+
+async fn touch_token(db: &Db, token_id: &str, now: Timestamp) -> AppResult<()> {
+    with_conn!(db, |conn| {
+        diesel::update(api_tokens::table.find(token_id))
+            .set(api_tokens::last_used_at.eq(now))
+            .execute(conn)
+            .await?
+    });
+    Ok(())
+}
+
+/// The ids of the workspaces where the user is a member.
+pub async fn member_workspaces(db: &Db, user_id: &str) -> AppResult<Vec<String>> {
+    Ok(with_conn!(db, |conn| {
+        workspace_members::table
+            .filter(workspace_members::user_id.eq(user_id))
+            .select(workspace_members::workspace_id)
+            .load(conn)
+            .await?
+    }))
+}
