@@ -1,5 +1,9 @@
-//! The integration tests: one binary, every test on SQLite and on PostgreSQL.
+//! The integration tests: one binary; every database test runs on SQLite and on PostgreSQL
+//! (`<test>::sqlite`, `<test>::postgres`).
 
 mod support;
 
+mod cli;
+mod concurrency;
 mod data_model;
+mod server;
