@@ -9,6 +9,7 @@ use crate::crypto::{constant_time_eq, token_hash};
 use crate::db::sql_types::Timestamp;
 use crate::db::Db;
 use crate::error::{AppError, AppResult};
+use crate::models::api_token;
 use crate::schema::{api_tokens, workspace_members};
 use crate::with_conn;
 
@@ -60,7 +61,9 @@ pub async fn authenticate(
 ) -> AppResult<Viewer> {
     if let Some(sent) = sent_secret {
         return match admin_secret {
-            Some(expected) if constant_time_eq(sent.as_bytes(), expected.as_bytes()) => Ok(Viewer::Admin),
+            Some(expected) if constant_time_eq(sent.as_bytes(), expected.as_bytes()) => {
+                Ok(Viewer::Admin)
+            }
             _ => Err(AppError::Unauthenticated("invalid admin secret".into())),
         };
     }
@@ -72,39 +75,41 @@ pub async fn authenticate(
         .or_else(|| authorization.strip_prefix("bearer "))
         .map(str::trim)
         .filter(|t| !t.is_empty())
-        .ok_or_else(|| AppError::Unauthenticated("the Authorization header must be `Bearer <token>`".into()))?;
+        .ok_or_else(|| {
+            AppError::Unauthenticated("the Authorization header must be `Bearer <token>`".into())
+        })?;
     let hash = token_hash(token);
-    let found: Option<(String, String, Option<Timestamp>, Option<Timestamp>, Option<Timestamp>)> = with_conn!(db, |conn| {
+    let found: Option<api_token::Row> = with_conn!(db, |conn| {
         api_tokens::table
             .filter(api_tokens::token_hash.eq(&hash))
-            .select((
-                api_tokens::id,
-                api_tokens::user_id,
-                api_tokens::expires_at,
-                api_tokens::revoked_at,
-                api_tokens::last_used_at,
-            ))
+            .select(api_token::Row::as_select())
             .first(conn)
             .await
             .optional()?
     });
     let now = Timestamp::now();
     let invalid = || AppError::Unauthenticated("invalid, expired or revoked token".into());
-    let (token_id, user_id, expires_at, revoked_at, last_used_at) = found.ok_or_else(invalid)?;
-    if revoked_at.is_some() || expires_at.is_some_and(|at| at <= now) {
+    let token = found.ok_or_else(invalid)?;
+    if token.revoked_at.is_some() || token.expires_at.is_some_and(|at| at <= now) {
         return Err(invalid());
     }
-    let stale = last_used_at
-        .is_none_or(|at| (now.as_datetime() - at.as_datetime()).to_std().unwrap_or_default() >= LAST_USED_GRANULARITY);
+    let stale = token.last_used_at.is_none_or(|at| {
+        (now.as_datetime() - at.as_datetime())
+            .to_std()
+            .unwrap_or_default()
+            >= LAST_USED_GRANULARITY
+    });
     if stale {
-        let db = db.clone();
+        let (db, token_id) = (db.clone(), token.id.clone());
         tokio::spawn(async move {
             if let Err(error) = touch_token(&db, &token_id, now).await {
                 tracing::warn!(?error, "could not record the token's last use");
             }
         });
     }
-    Ok(Viewer::User { user_id })
+    Ok(Viewer::User {
+        user_id: token.user_id,
+    })
 }
 
 async fn touch_token(db: &Db, token_id: &str, now: Timestamp) -> AppResult<()> {

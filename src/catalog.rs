@@ -66,7 +66,15 @@ pub struct Column {
 }
 
 const fn col(name: &'static str, kind: Kind) -> Column {
-    Column { name, kind, nullable: false, has_default: false, references: None, min: None, max: None }
+    Column {
+        name,
+        kind,
+        nullable: false,
+        has_default: false,
+        references: None,
+        min: None,
+        max: None,
+    }
 }
 
 impl Column {
@@ -146,7 +154,9 @@ impl Table {
 
     /// The foreign-key columns.
     pub fn foreign_keys(&self) -> impl Iterator<Item = (&'static Column, ForeignKey)> {
-        self.columns.iter().filter_map(|c| c.references.map(|fk| (c, fk)))
+        self.columns
+            .iter()
+            .filter_map(|c| c.references.map(|fk| (c, fk)))
     }
 }
 
@@ -165,7 +175,11 @@ pub fn tables() -> impl Iterator<Item = &'static Table> {
 /// `EvalExecution`, not an `Eval`).
 pub fn table_of_id(id: &str) -> Option<&'static Table> {
     tables()
-        .filter(|t| id.len() > t.id_prefix.len() + 1 && id.starts_with(t.id_prefix) && id.as_bytes()[t.id_prefix.len()] == b'_')
+        .filter(|t| {
+            id.len() > t.id_prefix.len() + 1
+                && id.starts_with(t.id_prefix)
+                && id.as_bytes()[t.id_prefix.len()] == b'_'
+        })
         .max_by_key(|t| t.id_prefix.len())
 }
 
@@ -197,7 +211,9 @@ pub static TABLES: &[Table] = &[
         unique_keys: &[],
         columns: &[
             col("id", Kind::Id),
-            col("user_id", Kind::Text).nullable().references("users", OnDelete::SetNull),
+            col("user_id", Kind::Text)
+                .nullable()
+                .references("users", OnDelete::SetNull),
             col("name", Kind::Text),
             col("created_at", Kind::Timestamp).defaulted(),
             col("updated_at", Kind::Timestamp).defaulted(),
@@ -215,7 +231,11 @@ pub static TABLES: &[Table] = &[
             col("id", Kind::Id),
             col("workspace_id", Kind::Text).references("workspaces", OnDelete::Cascade),
             col("user_id", Kind::Text).references("users", OnDelete::Cascade),
-            col("role", Kind::Enum(crate::models::WorkspaceMemberRole::VALUES)).defaulted(),
+            col(
+                "role",
+                Kind::Enum(crate::models::WorkspaceMemberRole::VALUES),
+            )
+            .defaulted(),
             col("created_at", Kind::Timestamp).defaulted(),
             col("updated_at", Kind::Timestamp).defaulted(),
         ],
@@ -252,11 +272,18 @@ pub static TABLES: &[Table] = &[
             col("id", Kind::Id),
             col("workspace_id", Kind::Text).references("workspaces", OnDelete::Cascade),
             col("name", Kind::Text),
-            col("platform", Kind::Enum(crate::models::IntegrationPlatform::VALUES)),
+            col(
+                "platform",
+                Kind::Enum(crate::models::IntegrationPlatform::VALUES),
+            ),
             col("api_key_encrypted", Kind::Text),
             col("base_url", Kind::Text).nullable(),
             col("config", Kind::Json).nullable(),
-            col("status", Kind::Enum(crate::models::IntegrationStatus::VALUES)).defaulted(),
+            col(
+                "status",
+                Kind::Enum(crate::models::IntegrationStatus::VALUES),
+            )
+            .defaulted(),
             col("error_message", Kind::Text).nullable(),
             col("last_synced_at", Kind::Timestamp).nullable(),
             col("created_at", Kind::Timestamp).defaulted(),
@@ -277,8 +304,12 @@ pub static TABLES: &[Table] = &[
             col("name", Kind::Text),
             col("description", Kind::Text).nullable(),
             col("status", Kind::Enum(crate::models::AgentStatus::VALUES)).defaulted(),
-            col("active_version_id", Kind::Text).nullable().references("agent_versions", OnDelete::SetNull),
-            col("active_eval_id", Kind::Text).nullable().references("evals", OnDelete::SetNull),
+            col("active_version_id", Kind::Text)
+                .nullable()
+                .references("agent_versions", OnDelete::SetNull),
+            col("active_eval_id", Kind::Text)
+                .nullable()
+                .references("evals", OnDelete::SetNull),
             col("created_at", Kind::Timestamp).defaulted(),
             col("updated_at", Kind::Timestamp).defaulted(),
         ],
@@ -289,7 +320,10 @@ pub static TABLES: &[Table] = &[
         id_prefix: "agent_version",
         view: false,
         append_only: false,
-        scope: Scope::Parent { column: "agent_id", table: "agents" },
+        scope: Scope::Parent {
+            column: "agent_id",
+            table: "agents",
+        },
         unique_keys: &[&["agent_id", "version"]],
         columns: &[
             col("id", Kind::Id),
@@ -297,10 +331,19 @@ pub static TABLES: &[Table] = &[
             col("version", Kind::Int).min(1.0),
             col("prompt_template", Kind::Text),
             col("variables", Kind::Json).nullable(),
-            col("source", Kind::Enum(crate::models::AgentVersionSource::VALUES)),
-            col("parent_version_id", Kind::Text).nullable().references("agent_versions", OnDelete::SetNull),
+            col(
+                "source",
+                Kind::Enum(crate::models::AgentVersionSource::VALUES),
+            ),
+            col("parent_version_id", Kind::Text)
+                .nullable()
+                .references("agent_versions", OnDelete::SetNull),
             col("accuracy", Kind::Real).nullable().range(0.0, 1.0),
-            col("status", Kind::Enum(crate::models::AgentVersionStatus::VALUES)).defaulted(),
+            col(
+                "status",
+                Kind::Enum(crate::models::AgentVersionStatus::VALUES),
+            )
+            .defaulted(),
             col("created_at", Kind::Timestamp).defaulted(),
             col("updated_at", Kind::Timestamp).defaulted(),
         ],
@@ -338,7 +381,9 @@ pub static TABLES: &[Table] = &[
         columns: &[
             col("id", Kind::Id),
             col("workspace_id", Kind::Text).references("workspaces", OnDelete::Cascade),
-            col("integration_id", Kind::Text).nullable().references("integrations", OnDelete::Cascade),
+            col("integration_id", Kind::Text)
+                .nullable()
+                .references("integrations", OnDelete::Cascade),
             col("trace_id", Kind::Text),
             col("source", Kind::Enum(crate::models::TraceSource::VALUES)),
             col("timestamp", Kind::Timestamp),
@@ -353,9 +398,17 @@ pub static TABLES: &[Table] = &[
             col("output_preview", Kind::Text).nullable(),
             col("step_count", Kind::Int).defaulted().min(0.0),
             col("has_errors", Kind::Bool).defaulted(),
-            col("agent_version_id", Kind::Text).nullable().references("agent_versions", OnDelete::SetNull),
-            col("assignment_status", Kind::Enum(crate::models::TraceAssignmentStatus::VALUES)).defaulted(),
-            col("system_prompt_id", Kind::Text).nullable().references("system_prompts", OnDelete::SetNull),
+            col("agent_version_id", Kind::Text)
+                .nullable()
+                .references("agent_versions", OnDelete::SetNull),
+            col(
+                "assignment_status",
+                Kind::Enum(crate::models::TraceAssignmentStatus::VALUES),
+            )
+            .defaulted(),
+            col("system_prompt_id", Kind::Text)
+                .nullable()
+                .references("system_prompts", OnDelete::SetNull),
             col("imported_at", Kind::Timestamp),
             col("created_at", Kind::Timestamp).defaulted(),
             col("updated_at", Kind::Timestamp).defaulted(),
@@ -367,7 +420,10 @@ pub static TABLES: &[Table] = &[
         id_prefix: "trace_summary",
         view: false,
         append_only: false,
-        scope: Scope::Parent { column: "trace_id", table: "traces" },
+        scope: Scope::Parent {
+            column: "trace_id",
+            table: "traces",
+        },
         unique_keys: &[&["trace_id"]],
         columns: &[
             col("id", Kind::Id),
@@ -384,12 +440,17 @@ pub static TABLES: &[Table] = &[
         id_prefix: "feedback",
         view: false,
         append_only: false,
-        scope: Scope::Parent { column: "trace_id", table: "traces" },
+        scope: Scope::Parent {
+            column: "trace_id",
+            table: "traces",
+        },
         unique_keys: &[&["trace_id"]],
         columns: &[
             col("id", Kind::Id),
             col("trace_id", Kind::Text).references("traces", OnDelete::Cascade),
-            col("agent_id", Kind::Text).nullable().references("agents", OnDelete::SetNull),
+            col("agent_id", Kind::Text)
+                .nullable()
+                .references("agents", OnDelete::SetNull),
             col("rating", Kind::Enum(crate::models::FeedbackRating::VALUES)),
             col("rating_detail", Kind::Text).nullable(),
             col("created_at", Kind::Timestamp).defaulted(),
@@ -402,7 +463,10 @@ pub static TABLES: &[Table] = &[
         id_prefix: "task_metadata",
         view: false,
         append_only: false,
-        scope: Scope::Parent { column: "trace_id", table: "traces" },
+        scope: Scope::Parent {
+            column: "trace_id",
+            table: "traces",
+        },
         unique_keys: &[&["trace_id"]],
         columns: &[
             col("id", Kind::Id),
@@ -412,7 +476,11 @@ pub static TABLES: &[Table] = &[
             col("expected_action", Kind::Text).nullable(),
             col("success_criteria", Kind::Json).nullable(),
             col("task_type", Kind::Text).nullable(),
-            col("difficulty", Kind::Enum(crate::models::TaskMetadataDifficulty::VALUES)).nullable(),
+            col(
+                "difficulty",
+                Kind::Enum(crate::models::TaskMetadataDifficulty::VALUES),
+            )
+            .nullable(),
             col("domain", Kind::Text).nullable(),
             col("custom_metadata", Kind::Json).nullable(),
             col("created_at", Kind::Timestamp).defaulted(),
@@ -425,7 +493,10 @@ pub static TABLES: &[Table] = &[
         id_prefix: "task_similar_trace",
         view: false,
         append_only: true,
-        scope: Scope::Parent { column: "task_metadata_id", table: "task_metadata" },
+        scope: Scope::Parent {
+            column: "task_metadata_id",
+            table: "task_metadata",
+        },
         unique_keys: &[&["task_metadata_id", "similar_trace_id"]],
         columns: &[
             col("id", Kind::Id),
@@ -443,7 +514,10 @@ pub static TABLES: &[Table] = &[
         id_prefix: "task_feedback_pair",
         view: false,
         append_only: true,
-        scope: Scope::Parent { column: "task_metadata_id", table: "task_metadata" },
+        scope: Scope::Parent {
+            column: "task_metadata_id",
+            table: "task_metadata",
+        },
         unique_keys: &[&["task_metadata_id", "feedback_trace_id"]],
         columns: &[
             col("id", Kind::Id),
@@ -472,7 +546,9 @@ pub static TABLES: &[Table] = &[
             col("input_schema", Kind::Json).nullable(),
             col("output_schema", Kind::Json).nullable(),
             col("model_used", Kind::Text).nullable(),
-            col("parent_function_id", Kind::Text).nullable().references("functions", OnDelete::SetNull),
+            col("parent_function_id", Kind::Text)
+                .nullable()
+                .references("functions", OnDelete::SetNull),
             col("status", Kind::Enum(crate::models::FunctionStatus::VALUES)).defaulted(),
             col("created_at", Kind::Timestamp).defaulted(),
             col("updated_at", Kind::Timestamp).defaulted(),
@@ -484,7 +560,10 @@ pub static TABLES: &[Table] = &[
         id_prefix: "agent_function",
         view: false,
         append_only: false,
-        scope: Scope::Parent { column: "agent_id", table: "agents" },
+        scope: Scope::Parent {
+            column: "agent_id",
+            table: "agents",
+        },
         unique_keys: &[&["agent_id", "role"]],
         columns: &[
             col("id", Kind::Id),
@@ -520,7 +599,10 @@ pub static TABLES: &[Table] = &[
         id_prefix: "agent_tool",
         view: false,
         append_only: false,
-        scope: Scope::Parent { column: "agent_id", table: "agents" },
+        scope: Scope::Parent {
+            column: "agent_id",
+            table: "agents",
+        },
         unique_keys: &[&["agent_id", "tool_id"]],
         columns: &[
             col("id", Kind::Id),
@@ -537,13 +619,18 @@ pub static TABLES: &[Table] = &[
         id_prefix: "eval",
         view: false,
         append_only: false,
-        scope: Scope::Parent { column: "agent_id", table: "agents" },
+        scope: Scope::Parent {
+            column: "agent_id",
+            table: "agents",
+        },
         unique_keys: &[&["agent_id", "version"]],
         columns: &[
             col("id", Kind::Id),
             col("agent_id", Kind::Text).references("agents", OnDelete::Cascade),
             col("version", Kind::Int).min(1.0),
-            col("parent_eval_id", Kind::Text).nullable().references("evals", OnDelete::SetNull),
+            col("parent_eval_id", Kind::Text)
+                .nullable()
+                .references("evals", OnDelete::SetNull),
             col("name", Kind::Text),
             col("description", Kind::Text).nullable(),
             col("code", Kind::Text),
@@ -579,7 +666,10 @@ pub static TABLES: &[Table] = &[
         id_prefix: "eval_execution",
         view: false,
         append_only: true,
-        scope: Scope::Parent { column: "eval_id", table: "evals" },
+        scope: Scope::Parent {
+            column: "eval_id",
+            table: "evals",
+        },
         unique_keys: &[],
         columns: &[
             col("id", Kind::Id),
@@ -608,7 +698,10 @@ pub static TABLES: &[Table] = &[
         id_prefix: "eval_cv_result",
         view: false,
         append_only: true,
-        scope: Scope::Parent { column: "eval_id", table: "evals" },
+        scope: Scope::Parent {
+            column: "eval_id",
+            table: "evals",
+        },
         unique_keys: &[],
         columns: &[
             col("id", Kind::Id),
@@ -616,7 +709,9 @@ pub static TABLES: &[Table] = &[
             col("k_folds", Kind::Int).defaulted().min(2.0),
             col("mean_accuracy", Kind::Real).nullable().range(0.0, 1.0),
             col("mean_f1", Kind::Real).nullable().range(0.0, 1.0),
-            col("mean_agreement_rate", Kind::Real).nullable().range(0.0, 1.0),
+            col("mean_agreement_rate", Kind::Real)
+                .nullable()
+                .range(0.0, 1.0),
             col("mean_kappa", Kind::Real).nullable().range(-1.0, 1.0),
             col("std_accuracy", Kind::Real).nullable().min(0.0),
             col("std_kappa", Kind::Real).nullable().min(0.0),
@@ -670,8 +765,12 @@ pub static TABLES: &[Table] = &[
             col("last_error_at", Kind::Timestamp).nullable(),
             col("next_retry_at", Kind::Timestamp).nullable(),
             col("priority", Kind::Int).defaulted(),
-            col("agent_id", Kind::Text).nullable().references("agents", OnDelete::SetNull),
-            col("agent_version_id", Kind::Text).nullable().references("agent_versions", OnDelete::SetNull),
+            col("agent_id", Kind::Text)
+                .nullable()
+                .references("agents", OnDelete::SetNull),
+            col("agent_version_id", Kind::Text)
+                .nullable()
+                .references("agent_versions", OnDelete::SetNull),
             col("trigger_event", Kind::Text).nullable(),
             col("trigger_threshold", Kind::Text).nullable(),
             col("started_at", Kind::Timestamp).nullable(),
@@ -686,7 +785,10 @@ pub static TABLES: &[Table] = &[
         id_prefix: "job_retry",
         view: false,
         append_only: true,
-        scope: Scope::Parent { column: "job_id", table: "jobs" },
+        scope: Scope::Parent {
+            column: "job_id",
+            table: "jobs",
+        },
         unique_keys: &[],
         columns: &[
             col("id", Kind::Id),
@@ -705,7 +807,10 @@ pub static TABLES: &[Table] = &[
         id_prefix: "performance_snapshot",
         view: false,
         append_only: false,
-        scope: Scope::Parent { column: "eval_id", table: "evals" },
+        scope: Scope::Parent {
+            column: "eval_id",
+            table: "evals",
+        },
         unique_keys: &[&["eval_id", "snapshot_date"]],
         columns: &[
             col("id", Kind::Id),
@@ -728,24 +833,46 @@ pub static TABLES: &[Table] = &[
         id_prefix: "performance_alert",
         view: false,
         append_only: false,
-        scope: Scope::Parent { column: "eval_id", table: "evals" },
+        scope: Scope::Parent {
+            column: "eval_id",
+            table: "evals",
+        },
         unique_keys: &[],
         columns: &[
             col("id", Kind::Id),
             col("eval_id", Kind::Text).references("evals", OnDelete::Cascade),
-            col("alert_type", Kind::Enum(crate::models::PerformanceAlertAlertType::VALUES)),
-            col("severity", Kind::Enum(crate::models::PerformanceAlertSeverity::VALUES)).defaulted(),
+            col(
+                "alert_type",
+                Kind::Enum(crate::models::PerformanceAlertAlertType::VALUES),
+            ),
+            col(
+                "severity",
+                Kind::Enum(crate::models::PerformanceAlertSeverity::VALUES),
+            )
+            .defaulted(),
             col("current_value", Kind::Real).nullable(),
             col("threshold_value", Kind::Real).nullable(),
             col("message", Kind::Text),
-            col("prompt_id", Kind::Text).nullable().references("system_prompts", OnDelete::SetNull),
+            col("prompt_id", Kind::Text)
+                .nullable()
+                .references("system_prompts", OnDelete::SetNull),
             col("triggered_at", Kind::Timestamp),
             col("acknowledged_at", Kind::Timestamp).nullable(),
             col("resolved_at", Kind::Timestamp).nullable(),
-            col("acknowledged_by", Kind::Text).nullable().references("users", OnDelete::SetNull),
-            col("resolved_by", Kind::Text).nullable().references("users", OnDelete::SetNull),
-            col("auto_action_taken", Kind::Enum(crate::models::PerformanceAlertAutoActionTaken::VALUES)).nullable(),
-            col("auto_action_job_id", Kind::Text).nullable().references("jobs", OnDelete::SetNull),
+            col("acknowledged_by", Kind::Text)
+                .nullable()
+                .references("users", OnDelete::SetNull),
+            col("resolved_by", Kind::Text)
+                .nullable()
+                .references("users", OnDelete::SetNull),
+            col(
+                "auto_action_taken",
+                Kind::Enum(crate::models::PerformanceAlertAutoActionTaken::VALUES),
+            )
+            .nullable(),
+            col("auto_action_job_id", Kind::Text)
+                .nullable()
+                .references("jobs", OnDelete::SetNull),
             col("metadata", Kind::Json).nullable(),
             col("created_at", Kind::Timestamp).defaulted(),
             col("updated_at", Kind::Timestamp).defaulted(),
@@ -757,26 +884,44 @@ pub static TABLES: &[Table] = &[
         id_prefix: "refinement",
         view: false,
         append_only: false,
-        scope: Scope::Parent { column: "eval_id", table: "evals" },
+        scope: Scope::Parent {
+            column: "eval_id",
+            table: "evals",
+        },
         unique_keys: &[],
         columns: &[
             col("id", Kind::Id),
             col("eval_id", Kind::Text).references("evals", OnDelete::Cascade),
             col("parent_version", Kind::Int).nullable(),
             col("new_version", Kind::Int),
-            col("trigger_type", Kind::Enum(crate::models::RefinementTriggerType::VALUES)),
-            col("trigger_alert_id", Kind::Text).nullable().references("performance_alerts", OnDelete::SetNull),
+            col(
+                "trigger_type",
+                Kind::Enum(crate::models::RefinementTriggerType::VALUES),
+            ),
+            col("trigger_alert_id", Kind::Text)
+                .nullable()
+                .references("performance_alerts", OnDelete::SetNull),
             col("trigger_metrics", Kind::Json).nullable(),
             col("include_contradictions", Kind::Bool).defaulted(),
             col("custom_instructions", Kind::Text).nullable(),
             col("result_accuracy", Kind::Real).nullable(),
             col("improvement_delta", Kind::Real).nullable(),
-            col("status", Kind::Enum(crate::models::RefinementStatus::VALUES)).defaulted(),
-            col("job_id", Kind::Text).nullable().references("jobs", OnDelete::SetNull),
+            col(
+                "status",
+                Kind::Enum(crate::models::RefinementStatus::VALUES),
+            )
+            .defaulted(),
+            col("job_id", Kind::Text)
+                .nullable()
+                .references("jobs", OnDelete::SetNull),
             col("rejected_at", Kind::Timestamp).nullable(),
             col("deployed_at", Kind::Timestamp).nullable(),
-            col("rejected_by", Kind::Text).nullable().references("users", OnDelete::SetNull),
-            col("deployed_by", Kind::Text).nullable().references("users", OnDelete::SetNull),
+            col("rejected_by", Kind::Text)
+                .nullable()
+                .references("users", OnDelete::SetNull),
+            col("deployed_by", Kind::Text)
+                .nullable()
+                .references("users", OnDelete::SetNull),
             col("rejection_reason", Kind::Text).nullable(),
             col("completed_at", Kind::Timestamp).nullable(),
             col("created_at", Kind::Timestamp).defaulted(),
@@ -789,7 +934,10 @@ pub static TABLES: &[Table] = &[
         id_prefix: "auto_refine_cooldown",
         view: false,
         append_only: false,
-        scope: Scope::Parent { column: "eval_id", table: "evals" },
+        scope: Scope::Parent {
+            column: "eval_id",
+            table: "evals",
+        },
         unique_keys: &[&["eval_id"]],
         columns: &[
             col("id", Kind::Id),
@@ -826,15 +974,23 @@ pub static TABLES: &[Table] = &[
         id_prefix: "taskset_task",
         view: false,
         append_only: false,
-        scope: Scope::Parent { column: "taskset_id", table: "tasksets" },
+        scope: Scope::Parent {
+            column: "taskset_id",
+            table: "tasksets",
+        },
         unique_keys: &[&["taskset_id", "content_hash"]],
         columns: &[
             col("id", Kind::Id),
             col("taskset_id", Kind::Text).references("tasksets", OnDelete::Cascade),
             col("user_message", Kind::Text),
             col("expected_output", Kind::Text).nullable(),
-            col("source", Kind::Enum(crate::models::TasksetTaskSource::VALUES)),
-            col("source_trace_id", Kind::Text).nullable().references("traces", OnDelete::SetNull),
+            col(
+                "source",
+                Kind::Enum(crate::models::TasksetTaskSource::VALUES),
+            ),
+            col("source_trace_id", Kind::Text)
+                .nullable()
+                .references("traces", OnDelete::SetNull),
             col("content_hash", Kind::Text),
             col("metadata", Kind::Json).nullable(),
             col("created_at", Kind::Timestamp).defaulted(),
@@ -854,7 +1010,11 @@ pub static TABLES: &[Table] = &[
             col("workspace_id", Kind::Text).references("workspaces", OnDelete::Cascade),
             col("agent_id", Kind::Text).references("agents", OnDelete::Cascade),
             col("taskset_id", Kind::Text).references("tasksets", OnDelete::Cascade),
-            col("status", Kind::Enum(crate::models::TasksetRunStatus::VALUES)).defaulted(),
+            col(
+                "status",
+                Kind::Enum(crate::models::TasksetRunStatus::VALUES),
+            )
+            .defaulted(),
             col("task_count", Kind::Int).min(0.0),
             col("model_provider", Kind::Text).nullable(),
             col("model_id", Kind::Text).nullable(),
@@ -872,19 +1032,27 @@ pub static TABLES: &[Table] = &[
         id_prefix: "taskset_run_result",
         view: false,
         append_only: false,
-        scope: Scope::Parent { column: "run_id", table: "taskset_runs" },
+        scope: Scope::Parent {
+            column: "run_id",
+            table: "taskset_runs",
+        },
         unique_keys: &[&["run_id", "task_id"]],
         columns: &[
             col("id", Kind::Id),
             col("run_id", Kind::Text).references("taskset_runs", OnDelete::Cascade),
             col("task_id", Kind::Text).references("taskset_tasks", OnDelete::Cascade),
-            col("status", Kind::Enum(crate::models::TasksetRunResultStatus::VALUES)),
+            col(
+                "status",
+                Kind::Enum(crate::models::TasksetRunResultStatus::VALUES),
+            ),
             col("response", Kind::Text).nullable(),
             col("expected_output", Kind::Text).nullable(),
             col("score_reason", Kind::Text).nullable(),
             col("error", Kind::Text).nullable(),
             col("score", Kind::Real).nullable().range(0.0, 1.0),
-            col("trace_id", Kind::Text).nullable().references("traces", OnDelete::SetNull),
+            col("trace_id", Kind::Text)
+                .nullable()
+                .references("traces", OnDelete::SetNull),
             col("execution_time_ms", Kind::Int).nullable().min(0.0),
             col("created_at", Kind::Timestamp).defaulted(),
             col("updated_at", Kind::Timestamp).defaulted(),
@@ -902,7 +1070,9 @@ pub static TABLES: &[Table] = &[
             col("id", Kind::Id),
             col("workspace_id", Kind::Text).references("workspaces", OnDelete::Cascade),
             col("agent_id", Kind::Text).references("agents", OnDelete::Cascade),
-            col("eval_id", Kind::Text).nullable().references("evals", OnDelete::SetNull),
+            col("eval_id", Kind::Text)
+                .nullable()
+                .references("evals", OnDelete::SetNull),
             col("seed_prompt", Kind::Text),
             col("test_case_count", Kind::Int).min(0.0),
             col("max_metric_calls", Kind::Int).defaulted().min(0.0),
@@ -914,8 +1084,12 @@ pub static TABLES: &[Table] = &[
             col("total_candidates", Kind::Int).defaulted().min(0.0),
             col("state_path", Kind::Text).nullable(),
             col("error", Kind::Text).nullable(),
-            col("optimized_version_id", Kind::Text).nullable().references("agent_versions", OnDelete::SetNull),
-            col("taskset_id", Kind::Text).nullable().references("tasksets", OnDelete::SetNull),
+            col("optimized_version_id", Kind::Text)
+                .nullable()
+                .references("agent_versions", OnDelete::SetNull),
+            col("taskset_id", Kind::Text)
+                .nullable()
+                .references("tasksets", OnDelete::SetNull),
             col("train_split", Kind::Real).defaulted().range(0.0, 1.0),
             col("val_split", Kind::Real).defaulted().range(0.0, 1.0),
             col("random_seed", Kind::Int).nullable(),
@@ -931,7 +1105,10 @@ pub static TABLES: &[Table] = &[
         id_prefix: "gepa_run_task",
         view: false,
         append_only: false,
-        scope: Scope::Parent { column: "run_id", table: "gepa_runs" },
+        scope: Scope::Parent {
+            column: "run_id",
+            table: "gepa_runs",
+        },
         unique_keys: &[&["run_id", "task_id"]],
         columns: &[
             col("id", Kind::Id),
@@ -957,7 +1134,11 @@ pub static TABLES: &[Table] = &[
             col("agent_id", Kind::Text).references("agents", OnDelete::Cascade),
             col("system_prompt", Kind::Text),
             col("task_count", Kind::Int).min(0.0),
-            col("status", Kind::Enum(crate::models::RolloutBatchStatus::VALUES)).defaulted(),
+            col(
+                "status",
+                Kind::Enum(crate::models::RolloutBatchStatus::VALUES),
+            )
+            .defaulted(),
             col("config", Kind::Json).defaulted(),
             col("completed_at", Kind::Timestamp).nullable(),
             col("created_at", Kind::Timestamp).defaulted(),
@@ -970,13 +1151,19 @@ pub static TABLES: &[Table] = &[
         id_prefix: "rollout_result",
         view: false,
         append_only: true,
-        scope: Scope::Parent { column: "batch_id", table: "rollout_batches" },
+        scope: Scope::Parent {
+            column: "batch_id",
+            table: "rollout_batches",
+        },
         unique_keys: &[&["batch_id", "task_id"]],
         columns: &[
             col("id", Kind::Id),
             col("batch_id", Kind::Text).references("rollout_batches", OnDelete::Cascade),
             col("task_id", Kind::Text),
-            col("status", Kind::Enum(crate::models::RolloutResultStatus::VALUES)),
+            col(
+                "status",
+                Kind::Enum(crate::models::RolloutResultStatus::VALUES),
+            ),
             col("trace", Kind::Json).nullable(),
             col("error", Kind::Text).nullable(),
             col("execution_time_ms", Kind::Int).nullable().min(0.0),
@@ -1000,7 +1187,10 @@ pub static TABLES: &[Table] = &[
             col("messages", Kind::Json).defaulted(),
             col("variables", Kind::Json).defaulted(),
             col("files", Kind::Json).defaulted(),
-            col("model_provider", Kind::Enum(crate::models::PlaygroundSessionModelProvider::VALUES)),
+            col(
+                "model_provider",
+                Kind::Enum(crate::models::PlaygroundSessionModelProvider::VALUES),
+            ),
             col("model_id", Kind::Text),
             col("created_at", Kind::Timestamp).defaulted(),
             col("updated_at", Kind::Timestamp).defaulted(),
@@ -1012,14 +1202,20 @@ pub static TABLES: &[Table] = &[
         id_prefix: "playground_step",
         view: false,
         append_only: true,
-        scope: Scope::Parent { column: "session_id", table: "playground_sessions" },
+        scope: Scope::Parent {
+            column: "session_id",
+            table: "playground_sessions",
+        },
         unique_keys: &[],
         columns: &[
             col("id", Kind::Id),
             col("session_id", Kind::Text).references("playground_sessions", OnDelete::Cascade),
             col("trace_id", Kind::Text).references("traces", OnDelete::Cascade),
             col("step_index", Kind::Int).min(0.0),
-            col("step_type", Kind::Enum(crate::models::PlaygroundStepStepType::VALUES)),
+            col(
+                "step_type",
+                Kind::Enum(crate::models::PlaygroundStepStepType::VALUES),
+            ),
             col("input", Kind::Json).nullable(),
             col("output", Kind::Json).nullable(),
             col("tool_args", Kind::Json).nullable(),
@@ -1059,12 +1255,17 @@ pub static TABLES: &[Table] = &[
         id_prefix: "execution",
         view: false,
         append_only: false,
-        scope: Scope::Parent { column: "workflow_id", table: "workflows" },
+        scope: Scope::Parent {
+            column: "workflow_id",
+            table: "workflows",
+        },
         unique_keys: &[],
         columns: &[
             col("id", Kind::Id),
             col("workflow_id", Kind::Text).references("workflows", OnDelete::Cascade),
-            col("user_id", Kind::Text).nullable().references("users", OnDelete::SetNull),
+            col("user_id", Kind::Text)
+                .nullable()
+                .references("users", OnDelete::SetNull),
             col("status", Kind::Enum(crate::models::ExecutionStatus::VALUES)).defaulted(),
             col("data", Kind::Json).nullable(),
             col("result", Kind::Json).nullable(),
@@ -1081,13 +1282,20 @@ pub static TABLES: &[Table] = &[
         id_prefix: "execution_step",
         view: false,
         append_only: false,
-        scope: Scope::Parent { column: "execution_id", table: "executions" },
+        scope: Scope::Parent {
+            column: "execution_id",
+            table: "executions",
+        },
         unique_keys: &[],
         columns: &[
             col("id", Kind::Id),
             col("execution_id", Kind::Text).references("executions", OnDelete::Cascade),
             col("node_id", Kind::Text),
-            col("status", Kind::Enum(crate::models::ExecutionStepStatus::VALUES)).defaulted(),
+            col(
+                "status",
+                Kind::Enum(crate::models::ExecutionStepStatus::VALUES),
+            )
+            .defaulted(),
             col("input", Kind::Json).nullable(),
             col("output", Kind::Json).nullable(),
             col("validation", Kind::Json).nullable(),
@@ -1106,7 +1314,10 @@ pub static TABLES: &[Table] = &[
         id_prefix: "eval_comparison",
         view: true,
         append_only: false,
-        scope: Scope::Parent { column: "eval_id", table: "evals" },
+        scope: Scope::Parent {
+            column: "eval_id",
+            table: "evals",
+        },
         unique_keys: &[],
         columns: &[
             col("id", Kind::Id),
@@ -1119,8 +1330,13 @@ pub static TABLES: &[Table] = &[
             col("execution_error", Kind::Text).nullable(),
             col("executed_at", Kind::Timestamp),
             col("feedback_id", Kind::Text).nullable(),
-            col("human_rating", Kind::Enum(crate::models::FeedbackRating::VALUES)).nullable(),
+            col(
+                "human_rating",
+                Kind::Enum(crate::models::FeedbackRating::VALUES),
+            )
+            .nullable(),
             col("rating_detail", Kind::Text).nullable(),
             col("is_contradiction", Kind::Bool).nullable(),
         ],
-    },];
+    },
+];

@@ -67,19 +67,58 @@ pub mod ids {
     }
 }
 
-/// The five demo runs: the user's message, the tool the agent called, its result (or
-/// error), the final answer, and the human rating.
-const RUNS: [(&str, &str, &str, Option<&str>, &str, FeedbackRating); 5] = [
-    ("How do I reset my password?", "search_help_center", r#"{"article": "reset-password", "steps": 3}"#, None,
-     "Go to Settings → Security → Reset password; a link arrives by email within a minute.", FeedbackRating::Positive),
-    ("I'd like a refund for order #1234, it arrived broken.", "lookup_order", r#"{"order": "1234", "status": "delivered", "total": 59.9}"#, None,
-     "I'm sorry it arrived broken. I've issued a full refund of $59.90 to your card; expect it in 3–5 days.", FeedbackRating::Positive),
-    ("Cancel my subscription please.", "lookup_subscription", r#"{"plan": "pro", "renews": "2026-02-01"}"#, None,
-     "Our Pro plan has many great features! Would you like to hear about them?", FeedbackRating::Negative),
-    ("Please change the shipping address of order #5678 to 12 Rue de Rivoli, Paris.", "update_order", r#"{"order": "5678", "updated": true}"#, None,
-     "Done: order #5678 will now ship to 12 Rue de Rivoli, 75001 Paris.", FeedbackRating::Positive),
-    ("Where is my package? Tracking says nothing since Monday.", "track_shipment", "null", Some("carrier API timeout after 30s"),
-     "Your package is on its way.", FeedbackRating::Negative),
+/// A demo agent run: the user's message, the tool the agent called, its result (JSON) or
+/// error, the final answer, and the human rating.
+struct DemoRun {
+    question: &'static str,
+    tool: &'static str,
+    result: &'static str,
+    error: Option<&'static str>,
+    answer: &'static str,
+    rating: FeedbackRating,
+}
+
+const RUNS: [DemoRun; 5] = [
+    DemoRun {
+        question: "How do I reset my password?",
+        tool: "search_help_center",
+        result: r#"{"article": "reset-password", "steps": 3}"#,
+        error: None,
+        answer: "Go to Settings → Security → Reset password; a link arrives by email within a minute.",
+        rating: FeedbackRating::Positive,
+    },
+    DemoRun {
+        question: "I'd like a refund for order #1234, it arrived broken.",
+        tool: "lookup_order",
+        result: r#"{"order": "1234", "status": "delivered", "total": 59.9}"#,
+        error: None,
+        answer: "I'm sorry it arrived broken. I've issued a full refund of $59.90 to your card; expect it in 3–5 days.",
+        rating: FeedbackRating::Positive,
+    },
+    DemoRun {
+        question: "Cancel my subscription please.",
+        tool: "lookup_subscription",
+        result: r#"{"plan": "pro", "renews": "2026-02-01"}"#,
+        error: None,
+        answer: "Our Pro plan has many great features! Would you like to hear about them?",
+        rating: FeedbackRating::Negative,
+    },
+    DemoRun {
+        question: "Please change the shipping address of order #5678 to 12 Rue de Rivoli, Paris.",
+        tool: "update_order",
+        result: r#"{"order": "5678", "updated": true}"#,
+        error: None,
+        answer: "Done: order #5678 will now ship to 12 Rue de Rivoli, 75001 Paris.",
+        rating: FeedbackRating::Positive,
+    },
+    DemoRun {
+        question: "Where is my package? Tracking says nothing since Monday.",
+        tool: "track_shipment",
+        result: "null",
+        error: Some("carrier API timeout after 30s"),
+        answer: "Your package is on its way.",
+        rating: FeedbackRating::Negative,
+    },
 ];
 
 /// Loads the demo data. Refused in production.
@@ -94,21 +133,21 @@ pub async fn run(db: &Db, config: &Config) -> anyhow::Result<SeedOutcome> {
     let integration_id = demo_id("integration", 1);
     let (version1, version2) = (demo_id("agent_version", 1), demo_id("agent_version", 2));
 
-    let users = vec![user::NewRow {
+    let users = [user::NewRow {
         id: user_id.clone(),
         email: DEMO_EMAIL.into(),
         name: Some("Demo User".into()),
         created_at: at(0),
         updated_at: at(0),
     }];
-    let workspaces = vec![workspace::NewRow {
+    let workspaces = [workspace::NewRow {
         id: workspace_id.clone(),
         user_id: Some(user_id.clone()),
         name: "Demo Workspace".into(),
         created_at: at(0),
         updated_at: at(0),
     }];
-    let members = vec![workspace_member::NewRow {
+    let members = [workspace_member::NewRow {
         id: demo_id("workspace_member", 1),
         workspace_id: workspace_id.clone(),
         user_id: user_id.clone(),
@@ -116,21 +155,23 @@ pub async fn run(db: &Db, config: &Config) -> anyhow::Result<SeedOutcome> {
         created_at: at(0),
         updated_at: at(0),
     }];
-    let integrations = vec![integration::NewRow {
+    let integrations = [integration::NewRow {
         id: integration_id.clone(),
         workspace_id: workspace_id.clone(),
         name: "Langfuse (demo)".into(),
         platform: IntegrationPlatform::Langfuse,
         api_key_encrypted: config.secrets.seal("sk-lf-demo-0000000000000000"),
         base_url: Some("https://cloud.langfuse.com".into()),
-        config: Some(Json(json!({"project": "support-bot", "sync_interval_minutes": 15}))),
+        config: Some(Json(
+            json!({"project": "support-bot", "sync_interval_minutes": 15}),
+        )),
         status: IntegrationStatus::Active,
         error_message: None,
         last_synced_at: Some(at(60)),
         created_at: at(1),
         updated_at: at(1),
     }];
-    let agents = vec![agent::NewRow {
+    let agents = [agent::NewRow {
         id: agent_id.clone(),
         workspace_id: workspace_id.clone(),
         name: "Support bot".into(),
@@ -141,7 +182,7 @@ pub async fn run(db: &Db, config: &Config) -> anyhow::Result<SeedOutcome> {
         created_at: at(2),
         updated_at: at(2),
     }];
-    let versions = vec![
+    let versions = [
         agent_version::NewRow {
             id: version1.clone(),
             agent_id: agent_id.clone(),
@@ -173,11 +214,23 @@ pub async fn run(db: &Db, config: &Config) -> anyhow::Result<SeedOutcome> {
     let mut traces = Vec::new();
     let mut feedback_rows = Vec::new();
     let mut executions = Vec::new();
-    for (i, (question, tool, result, error, answer, rating)) in RUNS.iter().enumerate() {
+    for (
+        i,
+        DemoRun {
+            question,
+            tool,
+            result,
+            error,
+            answer,
+            rating,
+        },
+    ) in RUNS.iter().enumerate()
+    {
         let n = i as u64 + 1;
         let minute = 10 + 10 * i as i64;
         let trace_id = demo_id("trace", n);
-        let tool_output: serde_json::Value = serde_json::from_str(result).expect("demo tool output is JSON");
+        let tool_output: serde_json::Value =
+            serde_json::from_str(result).expect("demo tool output is JSON");
         let steps = json!([
             {"type": "llm_call", "input": question, "output": format!("Calling {tool}"), "error": null},
             {"type": "tool_call", "name": tool, "input": {"query": question}, "output": tool_output, "error": error},
@@ -227,7 +280,14 @@ pub async fn run(db: &Db, config: &Config) -> anyhow::Result<SeedOutcome> {
             eval_id: eval_id.clone(),
             trace_id,
             predicted_result: Some(pass),
-            predicted_reason: Some(if pass { "The answer resolves the request." } else { "The answer ignores the request." }.into()),
+            predicted_reason: Some(
+                if pass {
+                    "The answer resolves the request."
+                } else {
+                    "The answer ignores the request."
+                }
+                .into(),
+            ),
             execution_time_ms: Some(40 + n as i64),
             error: None,
             stdout: None,
@@ -243,7 +303,7 @@ pub async fn run(db: &Db, config: &Config) -> anyhow::Result<SeedOutcome> {
             updated_at: at(90 + i as i64),
         });
     }
-    let evals = vec![eval::NewRow {
+    let evals = [eval::NewRow {
         id: eval_id.clone(),
         agent_id: agent_id.clone(),
         version: 1,
@@ -278,7 +338,7 @@ pub async fn run(db: &Db, config: &Config) -> anyhow::Result<SeedOutcome> {
         created_at: at(80),
         updated_at: at(85),
     }];
-    let jobs = vec![job::NewRow {
+    let jobs = [job::NewRow {
         id: demo_id("job", 1),
         workspace_id: workspace_id.clone(),
         r#type: JobType::Import,
@@ -303,7 +363,7 @@ pub async fn run(db: &Db, config: &Config) -> anyhow::Result<SeedOutcome> {
         updated_at: at(60),
     }];
     let taskset_id = demo_id("taskset", 1);
-    let tasksets = vec![taskset::NewRow {
+    let tasksets = [taskset::NewRow {
         id: taskset_id.clone(),
         workspace_id: workspace_id.clone(),
         agent_id: agent_id.clone(),
@@ -316,23 +376,30 @@ pub async fn run(db: &Db, config: &Config) -> anyhow::Result<SeedOutcome> {
     let tasks = RUNS
         .iter()
         .enumerate()
-        .filter(|(_, run)| run.5 == FeedbackRating::Positive)
-        .map(|(i, (question, _, _, _, answer, _))| taskset_task::NewRow {
-            id: demo_id("taskset_task", i as u64 + 1),
-            taskset_id: taskset_id.clone(),
-            user_message: (*question).into(),
-            expected_output: Some((*answer).into()),
-            source: TasksetTaskSource::Trace,
-            source_trace_id: Some(demo_id("trace", i as u64 + 1)),
-            content_hash: task_content_hash(question, Some(answer)),
-            metadata: None,
-            created_at: at(101),
-            updated_at: at(101),
-        })
+        .filter(|(_, run)| run.rating == FeedbackRating::Positive)
+        .map(
+            |(
+                i,
+                DemoRun {
+                    question, answer, ..
+                },
+            )| taskset_task::NewRow {
+                id: demo_id("taskset_task", i as u64 + 1),
+                taskset_id: taskset_id.clone(),
+                user_message: (*question).into(),
+                expected_output: Some((*answer).into()),
+                source: TasksetTaskSource::Trace,
+                source_trace_id: Some(demo_id("trace", i as u64 + 1)),
+                content_hash: task_content_hash(question, Some(answer)),
+                metadata: None,
+                created_at: at(101),
+                updated_at: at(101),
+            },
+        )
         .collect::<Vec<_>>();
     let workflow_id = demo_id("workflow", 1);
     let node_ids = ["import", "evaluate", "report"];
-    let workflows = vec![workflow::NewRow {
+    let workflows = [workflow::NewRow {
         id: workflow_id.clone(),
         workspace_id: workspace_id.clone(),
         name: "Nightly evaluation".into(),
@@ -350,7 +417,7 @@ pub async fn run(db: &Db, config: &Config) -> anyhow::Result<SeedOutcome> {
         updated_at: at(110),
     }];
     let execution_id = demo_id("execution", 1);
-    let workflow_executions = vec![execution::NewRow {
+    let workflow_executions = [execution::NewRow {
         id: execution_id.clone(),
         workflow_id,
         user_id: Some(user_id.clone()),
@@ -404,7 +471,11 @@ pub async fn run(db: &Db, config: &Config) -> anyhow::Result<SeedOutcome> {
         ($conn:ident, $table:path, $rows:expr) => {{
             let mut inserted = 0;
             for row in $rows.iter() {
-                inserted += diesel::insert_into($table).values(row).on_conflict_do_nothing().execute($conn).await?;
+                inserted += diesel::insert_into($table)
+                    .values(row)
+                    .on_conflict_do_nothing()
+                    .execute($conn)
+                    .await?;
             }
             inserted
         }};
@@ -427,7 +498,13 @@ pub async fn run(db: &Db, config: &Config) -> anyhow::Result<SeedOutcome> {
         insert_all!(conn, schema::workflows::table, workflows);
         insert_all!(conn, schema::executions::table, workflow_executions);
         insert_all!(conn, schema::execution_steps::table, steps);
-        Ok::<usize, diesel::result::Error>(insert_all!(conn, schema::api_tokens::table, [token_row]))
+        Ok::<usize, diesel::result::Error>(insert_all!(
+            conn,
+            schema::api_tokens::table,
+            [token_row]
+        ))
     })?;
-    Ok(SeedOutcome { new_token: (token_created == 1).then_some(token) })
+    Ok(SeedOutcome {
+        new_token: (token_created == 1).then_some(token),
+    })
 }

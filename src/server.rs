@@ -33,7 +33,11 @@ pub struct AppState {
 impl AppState {
     /// The state for a database and a configuration.
     pub fn new(db: Db, config: Config) -> Self {
-        Self { db, schema: build_schema(), config: Arc::new(config) }
+        Self {
+            db,
+            schema: build_schema(),
+            config: Arc::new(config),
+        }
     }
 }
 
@@ -59,19 +63,27 @@ async fn viewer(state: &AppState, headers: &HeaderMap) -> Result<Viewer, AppErro
 
 /// A request-level error in GraphQL's response shape.
 fn error_response(status: StatusCode, error: AppError) -> Response {
-    let body = json!({"errors": [{"message": error.message(), "extensions": {"code": error.code()}}]});
+    let body =
+        json!({"errors": [{"message": error.message(), "extensions": {"code": error.code()}}]});
     (status, Json(body)).into_response()
 }
 
 /// Data responses are private to the caller: never cached by shared caches.
 fn private(mut response: Response) -> Response {
     let headers = response.headers_mut();
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-store"));
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, no-store"),
+    );
     headers.insert(header::VARY, HeaderValue::from_static("Authorization"));
     response
 }
 
-async fn graphql_post(State(state): State<AppState>, headers: HeaderMap, request: GraphQLBatchRequest) -> Response {
+async fn graphql_post(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    request: GraphQLBatchRequest,
+) -> Response {
     let viewer = match viewer(&state, &headers).await {
         Ok(viewer) => viewer,
         Err(error) => return error_response(StatusCode::UNAUTHORIZED, error),
@@ -80,19 +92,32 @@ async fn graphql_post(State(state): State<AppState>, headers: HeaderMap, request
     private(GraphQLResponse::from(state.schema.execute_batch(request).await).into_response())
 }
 
-async fn graphql_get(State(state): State<AppState>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
+async fn graphql_get(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
     let wants_html = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|accept| accept.contains("text/html"));
     let query = query.unwrap_or_default();
     if wants_html || query.is_empty() {
-        return Html(GraphiQLSource::build().endpoint("/graphql").title("iofold-graph").finish()).into_response();
+        return Html(
+            GraphiQLSource::build()
+                .endpoint("/graphql")
+                .title("iofold-graph")
+                .finish(),
+        )
+        .into_response();
     }
     let request = match async_graphql::http::parse_query_string(&query) {
         Ok(request) => request,
         Err(error) => {
-            return error_response(StatusCode::BAD_REQUEST, AppError::bad_input("query", format!("invalid GraphQL GET request: {error}")))
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                AppError::bad_input("query", format!("invalid GraphQL GET request: {error}")),
+            )
         }
     };
     let viewer = match viewer(&state, &headers).await {
@@ -149,7 +174,9 @@ pub async fn serve(state: AppState) -> anyhow::Result<()> {
         })
     };
     tracing::info!(address = %listener.local_addr()?, backend = db.backend().name(), "listening");
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown_signal()).await?;
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
     idle.abort();
     if let Err(error) = db.checkpoint().await {
         tracing::warn!(%error, "could not checkpoint the SQLite WAL");

@@ -36,12 +36,12 @@ pub struct Status {
 /// Applies the pending migrations and returns the versions it applied. Refuses, touching
 /// nothing, when the database has applied migrations this binary does not know.
 pub async fn run_pending(url: &DatabaseUrl) -> anyhow::Result<Vec<String>> {
-    on_blocking_connection(url, |harness| apply(harness)).await
+    on_blocking_connection(url, apply).await
 }
 
 /// The applied, pending and unknown migrations of the database.
 pub async fn status(url: &DatabaseUrl) -> anyhow::Result<Status> {
-    on_blocking_connection(url, |harness| compare(harness)).await
+    on_blocking_connection(url, compare).await
 }
 
 /// A migration harness of either backend, as the blocking helpers see it.
@@ -63,8 +63,9 @@ where
             work(Harness::Sqlite(&mut conn))
         }
         DatabaseUrl::Postgres(pg) => {
-            let mut conn = <AsyncConnectionWrapper<AsyncPgConnection> as diesel::Connection>::establish(pg)
-                .context("cannot connect to PostgreSQL")?;
+            let mut conn =
+                <AsyncConnectionWrapper<AsyncPgConnection> as diesel::Connection>::establish(pg)
+                    .context("cannot connect to PostgreSQL")?;
             work(Harness::Postgres(&mut conn))
         }
     })

@@ -180,7 +180,8 @@ impl Db {
             DatabaseUrl::Sqlite(path) => {
                 let mut config = ManagerConfig::<SqliteConn>::default();
                 config.custom_setup = Box::new(|path| Box::pin(establish_sqlite(path.to_owned())));
-                let manager = AsyncDieselConnectionManager::<SqliteConn>::new_with_config(path, config);
+                let manager =
+                    AsyncDieselConnectionManager::<SqliteConn>::new_with_config(path, config);
                 Ok(Self::Sqlite(build_pool(manager, options)?))
             }
         }
@@ -233,7 +234,8 @@ impl Db {
     pub async fn checkpoint(&self) -> Result<(), DbError> {
         if let Self::Sqlite(pool) = self {
             let mut conn = pool.get().await?;
-            conn.batch_execute("PRAGMA wal_checkpoint(TRUNCATE)").await?;
+            conn.batch_execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                .await?;
         }
         Ok(())
     }
@@ -242,8 +244,7 @@ impl Db {
 fn build_pool<M: deadpool::managed::Manager>(
     manager: M,
     options: &PoolOptions,
-) -> Result<deadpool::managed::Pool<M>, BuildError>
-{
+) -> Result<deadpool::managed::Pool<M>, BuildError> {
     deadpool::managed::Pool::builder(manager)
         .max_size(options.max_size)
         .wait_timeout(Some(CONNECT_TIMEOUT))

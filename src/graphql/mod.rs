@@ -45,9 +45,16 @@ impl Query {
     }
 
     /// A workspace by id: null when it does not exist or the caller is not a member.
-    async fn workspace(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<workspace::Row>> {
+    async fn workspace(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+    ) -> async_graphql::Result<Option<workspace::Row>> {
         let (viewer, db) = request(ctx)?;
-        Ok(visible_workspaces(viewer, db, Some(id.as_str())).await?.into_iter().next())
+        Ok(visible_workspaces(viewer, db, Some(id.as_str()))
+            .await?
+            .into_iter()
+            .next())
     }
 
     /// The caller's workspaces (every workspace under the admin secret), newest first.
@@ -59,26 +66,40 @@ impl Query {
 
 async fn find_user(db: &Db, user_id: &str) -> AppResult<Option<user::Row>> {
     Ok(with_conn!(db, |conn| {
-        users::table.find(user_id).select(user::Row::as_select()).first(conn).await.optional()?
+        users::table
+            .find(user_id)
+            .select(user::Row::as_select())
+            .first(conn)
+            .await
+            .optional()?
     }))
 }
 
 /// The workspaces the viewer may see, optionally only the one with `id`.
-async fn visible_workspaces(viewer: &Viewer, db: &Db, id: Option<&str>) -> AppResult<Vec<workspace::Row>> {
+async fn visible_workspaces(
+    viewer: &Viewer,
+    db: &Db,
+    id: Option<&str>,
+) -> AppResult<Vec<workspace::Row>> {
     viewer.require_authenticated()?;
     let member_of = match viewer.user_id() {
         Some(user_id) => Some(member_workspaces(db, user_id).await?),
         None => None,
     };
     Ok(with_conn!(db, |conn| {
-        let mut query = workspaces::table.select(workspace::Row::as_select()).into_boxed();
+        let mut query = workspaces::table
+            .select(workspace::Row::as_select())
+            .into_boxed();
         if let Some(id) = id {
             query = query.filter(workspaces::id.eq(id));
         }
         if let Some(member_of) = &member_of {
             query = query.filter(workspaces::id.eq_any(member_of));
         }
-        query.order((workspaces::created_at.desc(), workspaces::id.desc())).load(conn).await?
+        query
+            .order((workspaces::created_at.desc(), workspaces::id.desc()))
+            .load(conn)
+            .await?
     }))
 }
 

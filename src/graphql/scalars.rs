@@ -11,8 +11,9 @@ use crate::db::sql_types::{Json, Timestamp};
 impl ScalarType for Timestamp {
     fn parse(value: Value) -> InputValueResult<Self> {
         match &value {
-            Value::String(text) => Timestamp::parse(text)
-                .map_err(|_| InputValueError::custom(format!("`{text}` is not an RFC 3339 date-time"))),
+            Value::String(text) => Timestamp::parse(text).map_err(|_| {
+                InputValueError::custom(format!("`{text}` is not an RFC 3339 date-time"))
+            }),
             _ => Err(InputValueError::expected_type(value)),
         }
     }

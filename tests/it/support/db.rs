@@ -13,7 +13,8 @@ use iofold_graph::db::{self, Backend, DatabaseUrl, Db, PoolOptions};
 
 /// The PostgreSQL database the tests create their schemas in.
 pub fn pg_base_url() -> String {
-    std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+    std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
 }
 
 /// Whether PostgreSQL answers; asked once per test binary.
@@ -37,9 +38,15 @@ pub async fn require_postgres(test: &str) -> bool {
         return true;
     }
     if std::env::var_os("CI").is_some() {
-        panic!("{test}: PostgreSQL is unreachable at {} and CI is set: the PostgreSQL tests must run", pg_base_url());
+        panic!(
+            "{test}: PostgreSQL is unreachable at {} and CI is set: the PostgreSQL tests must run",
+            pg_base_url()
+        );
     }
-    eprintln!("{test}: skipped: PostgreSQL is unreachable at {}", pg_base_url());
+    eprintln!(
+        "{test}: skipped: PostgreSQL is unreachable at {}",
+        pg_base_url()
+    );
     false
 }
 
@@ -64,15 +71,26 @@ impl TestDb {
         let (url, cleanup) = match backend {
             Backend::Sqlite => {
                 let path = std::env::temp_dir().join(format!("iofold-test-{id}.db"));
-                (DatabaseUrl::Sqlite(path.to_string_lossy().into_owned()), Cleanup::SqliteFile(path))
+                (
+                    DatabaseUrl::Sqlite(path.to_string_lossy().into_owned()),
+                    Cleanup::SqliteFile(path),
+                )
             }
             Backend::Postgres => {
                 let schema = format!("t_{id}");
-                let mut admin = AsyncPgConnection::establish(&pg_base_url()).await.expect("connect to PostgreSQL");
-                admin.batch_execute(&format!("CREATE SCHEMA {schema}")).await.expect("create schema");
+                let mut admin = AsyncPgConnection::establish(&pg_base_url())
+                    .await
+                    .expect("connect to PostgreSQL");
+                admin
+                    .batch_execute(&format!("CREATE SCHEMA {schema}"))
+                    .await
+                    .expect("create schema");
                 let base = pg_base_url();
                 let sep = if base.contains('?') { '&' } else { '?' };
-                (DatabaseUrl::Postgres(format!("{base}{sep}options=-csearch_path%3D{schema}")), Cleanup::PgSchema(schema))
+                (
+                    DatabaseUrl::Postgres(format!("{base}{sep}options=-csearch_path%3D{schema}")),
+                    Cleanup::PgSchema(schema),
+                )
             }
         };
         let db = Db::connect(&url, &PoolOptions { max_size: 8 }).expect("pool");
@@ -82,7 +100,9 @@ impl TestDb {
     /// A database with every migration applied.
     pub async fn migrated(backend: Backend) -> TestDb {
         let test_db = Self::empty(backend).await;
-        db::migrations::run_pending(&test_db.url).await.expect("migrations apply");
+        db::migrations::run_pending(&test_db.url)
+            .await
+            .expect("migrations apply");
         test_db
     }
 
@@ -107,7 +127,10 @@ impl Drop for TestDb {
                 let sql = format!("DROP SCHEMA IF EXISTS {schema} CASCADE");
                 // Drop runs inside the test's runtime: do the async cleanup on a thread of its own.
                 let _ = std::thread::spawn(move || {
-                    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .unwrap();
                     rt.block_on(async {
                         if let Ok(mut admin) = AsyncPgConnection::establish(&pg_base_url()).await {
                             let _ = admin.batch_execute(&sql).await;
