@@ -18,4 +18,5 @@ pub mod models;
 pub mod schema;
 pub mod seed;
 pub mod server;
+pub mod sql;
 pub mod validate;

@@ -42,3 +42,4 @@ DROP TABLE IF EXISTS api_tokens;
 DROP TABLE IF EXISTS workspace_members;
 DROP TABLE IF EXISTS workspaces;
 DROP TABLE IF EXISTS users;
+DROP FUNCTION IF EXISTS iofold_is_date(TEXT);

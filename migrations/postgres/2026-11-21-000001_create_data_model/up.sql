@@ -15,6 +15,18 @@
 --   agents.active_version_id and agents.active_eval_id are added at the end, once both
 --   tables exist, DEFERRABLE INITIALLY DEFERRED.
 
+-- A calendar date as text, YYYY-MM-DD, that names a real day. A function, because to_date()
+-- raises an error (not a check violation) on 2026-02-30; this answers false instead, so the
+-- CHECK fails with its own name.
+CREATE FUNCTION iofold_is_date(value TEXT) RETURNS BOOLEAN LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+    RETURN value ~ '^[0-9]{4}-[0-9]{2}-[0-9]{2}$'
+        AND to_char(to_date(value, 'YYYY-MM-DD'), 'YYYY-MM-DD') = value;
+EXCEPTION WHEN others THEN
+    RETURN FALSE;
+END
+$$;
+
 -- users: A person who uses iofold. Visible to themself and to the users who share a workspace with them.
 CREATE TABLE users (
     id TEXT COLLATE "C" PRIMARY KEY,
@@ -161,7 +173,7 @@ CREATE TABLE traces (
     updated_at TIMESTAMPTZ NOT NULL DEFAULT now(),
     CONSTRAINT traces_workspace_id_source_trace_id_key UNIQUE (workspace_id, source, trace_id)
 );
-CREATE INDEX idx_traces_list ON traces (workspace_id, timestamp DESC, id) INCLUDE (trace_id, source, step_count, has_errors, assignment_status, input_preview, output_preview);
+CREATE INDEX idx_traces_list ON traces (workspace_id, timestamp DESC, id DESC) INCLUDE (trace_id, source, step_count, has_errors, assignment_status, input_preview, output_preview);
 CREATE INDEX idx_traces_source ON traces (source);
 CREATE INDEX idx_traces_has_errors ON traces (has_errors);
 CREATE INDEX idx_traces_trace_id ON traces (trace_id);
@@ -449,7 +461,7 @@ CREATE INDEX idx_job_retry_history_job_id ON job_retry_history (job_id);
 CREATE TABLE performance_snapshots (
     id TEXT COLLATE "C" PRIMARY KEY,
     eval_id TEXT COLLATE "C" NOT NULL REFERENCES evals (id) ON DELETE CASCADE,
-    snapshot_date TEXT COLLATE "C" NOT NULL CONSTRAINT performance_snapshots_snapshot_date_check CHECK (snapshot_date ~ '^[0-9]{4}-[0-9]{2}-[0-9]{2}$' AND to_char(to_date(snapshot_date, 'YYYY-MM-DD'), 'YYYY-MM-DD') = snapshot_date),
+    snapshot_date TEXT COLLATE "C" NOT NULL CONSTRAINT performance_snapshots_snapshot_date_check CHECK (iofold_is_date(snapshot_date)),
     accuracy DOUBLE PRECISION CONSTRAINT performance_snapshots_accuracy_check CHECK (accuracy BETWEEN 0 AND 1),
     execution_count BIGINT NOT NULL DEFAULT 0 CONSTRAINT performance_snapshots_execution_count_check CHECK (execution_count >= 0),
     contradiction_count BIGINT NOT NULL DEFAULT 0 CONSTRAINT performance_snapshots_contradiction_count_check CHECK (contradiction_count >= 0),

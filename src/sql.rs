@@ -1,0 +1,634 @@
+//! The read queries of the graph, built as data and rendered by Diesel for either backend.
+//!
+//! Lists need what Diesel's typed DSL cannot say for any table chosen at run time: filters
+//! and orderings picked by the client, keyset predicates over the order columns, `NULL`
+//! placement that PostgreSQL and SQLite agree on, and "the first N children of every parent"
+//! in one statement (a window function). [`Select`] describes such a query over one table
+//! of the [`catalog`](crate::catalog); its [`QueryFragment`] implementation writes the SQL
+//! through Diesel's [`AstPass`], so identifiers are quoted and parameters bound (`$1` on
+//! PostgreSQL, `?` on SQLite) by Diesel, never spliced into the text. Rows load into the
+//! typed `Row` models (`QueryableByName`), which decode each backend's values.
+//!
+//! Where the dialects differ, [`Dialect`] says how: case-sensitive `like` is `LIKE` on
+//! PostgreSQL and `GLOB` on SQLite (whose `LIKE` folds ASCII case); `ilike` is
+//! `lower(col) LIKE lower(pattern)` on both (ASCII folding: PostgreSQL's text columns use
+//! the "C" collation); JSON operators use `jsonb` functions or `json_each`.
+
+use diesel::pg::Pg;
+use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
+use diesel::result::QueryResult;
+use diesel::sql_types::{BigInt, Bool, Double, Text, Untyped};
+use diesel::sqlite::Sqlite;
+
+use crate::catalog::Table;
+use crate::db::sql_types::{Json, JsonValue, Timestamp, UtcTimestamp};
+
+/// A value sent as a bind parameter, typed by its column's kind.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Bind {
+    /// Text (ids, enums, dates included).
+    Text(String),
+    /// An integer.
+    Int(i64),
+    /// A double.
+    Real(f64),
+    /// A boolean.
+    Bool(bool),
+    /// A timestamp.
+    Timestamp(Timestamp),
+    /// A JSON value.
+    Json(Json),
+}
+
+macro_rules! bind_fragment {
+    ($backend:ty) => {
+        impl QueryFragment<$backend> for Bind {
+            fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, $backend>) -> QueryResult<()> {
+                match self {
+                    Bind::Text(v) => out.push_bind_param::<Text, _>(v),
+                    Bind::Int(v) => out.push_bind_param::<BigInt, _>(v),
+                    Bind::Real(v) => out.push_bind_param::<Double, _>(v),
+                    Bind::Bool(v) => out.push_bind_param::<Bool, _>(v),
+                    Bind::Timestamp(v) => out.push_bind_param::<UtcTimestamp, _>(v),
+                    Bind::Json(v) => out.push_bind_param::<JsonValue, _>(v),
+                }
+            }
+        }
+    };
+}
+bind_fragment!(Pg);
+bind_fragment!(Sqlite);
+
+/// A comparison operator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CmpOp {
+    /// `=`
+    Eq,
+    /// `<>`
+    Ne,
+    /// `<`
+    Lt,
+    /// `<=`
+    Lte,
+    /// `>`
+    Gt,
+    /// `>=`
+    Gte,
+}
+
+impl CmpOp {
+    fn sql(self) -> &'static str {
+        match self {
+            Self::Eq => " = ",
+            Self::Ne => " <> ",
+            Self::Lt => " < ",
+            Self::Lte => " <= ",
+            Self::Gt => " > ",
+            Self::Gte => " >= ",
+        }
+    }
+}
+
+/// A condition on the rows of a [`Select`]'s table. Columns are named without their table:
+/// they always belong to the table of the select the condition is in.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cond {
+    /// Every row.
+    True,
+    /// No row.
+    False,
+    /// All of them.
+    And(Vec<Cond>),
+    /// Any of them.
+    Or(Vec<Cond>),
+    /// Not this one (SQL semantics: a condition that is NULL stays excluded).
+    Not(Box<Cond>),
+    /// `col <op> value`.
+    Cmp(&'static str, CmpOp, Bind),
+    /// `col IN (values)`; an empty list matches nothing.
+    In(&'static str, Vec<Bind>),
+    /// `col IS NULL` (or `IS NOT NULL` when false).
+    IsNull(&'static str, bool),
+    /// Case-sensitive `LIKE` with `%` and `_` (a backslash escapes); built by [`Cond::like`],
+    /// which also keeps the pattern translated for SQLite's `GLOB`.
+    Like {
+        /// The column.
+        column: &'static str,
+        /// The `LIKE` pattern.
+        like: Bind,
+        /// The same pattern for `GLOB`.
+        glob: Bind,
+    },
+    /// `LIKE` with ASCII case folding (the pattern a text bind).
+    ILike(&'static str, Bind),
+    /// The JSON object in the column has this top-level key (a text bind).
+    JsonHasKey(&'static str, Bind),
+    /// The JSON object in the column has this top-level key (a text bind) with exactly this
+    /// value (a JSON bind).
+    JsonKeyEquals(&'static str, Bind, Bind),
+    /// `col IN (SELECT id FROM …)`: the subquery selects the `id` of its table.
+    InSelect(&'static str, Box<Select>),
+}
+
+impl Cond {
+    /// Case-sensitive `LIKE`.
+    pub fn like(column: &'static str, pattern: &str) -> Cond {
+        Cond::Like {
+            column,
+            like: Bind::Text(pattern.to_owned()),
+            glob: Bind::Text(like_to_glob(pattern)),
+        }
+    }
+
+    /// All of `conds`, simplified.
+    pub fn all(conds: Vec<Cond>) -> Cond {
+        let mut kept = Vec::new();
+        for cond in conds {
+            match cond {
+                Cond::True => {}
+                Cond::False => return Cond::False,
+                Cond::And(inner) => kept.extend(inner),
+                other => kept.push(other),
+            }
+        }
+        match kept.len() {
+            0 => Cond::True,
+            1 => kept.pop().unwrap_or(Cond::True),
+            _ => Cond::And(kept),
+        }
+    }
+
+    /// Any of `conds`, simplified.
+    pub fn any(conds: Vec<Cond>) -> Cond {
+        let mut kept = Vec::new();
+        for cond in conds {
+            match cond {
+                Cond::False => {}
+                Cond::True => return Cond::True,
+                other => kept.push(other),
+            }
+        }
+        match kept.len() {
+            0 => Cond::False,
+            1 => kept.pop().unwrap_or(Cond::False),
+            _ => Cond::Or(kept),
+        }
+    }
+}
+
+/// One key of an ordering.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OrderKey {
+    /// The column.
+    pub column: &'static str,
+    /// Descending.
+    pub desc: bool,
+    /// Whether the column can hold NULL (NULLs sort last ascending, first descending).
+    pub nullable: bool,
+}
+
+/// What a select returns.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Projection {
+    /// Every column of the table.
+    Rows,
+    /// `id` only (subqueries).
+    Id,
+    /// `COUNT(*) AS n`.
+    Count,
+    /// `col AS key, COUNT(*) AS n … GROUP BY col`.
+    CountBy(&'static str),
+}
+
+/// A query over one table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Select {
+    /// The table (or view).
+    pub table: &'static Table,
+    /// What it returns.
+    pub projection: Projection,
+    /// Which rows.
+    pub filter: Cond,
+    /// In which order (the caller appends the id as the last key).
+    pub order: Vec<OrderKey>,
+    /// At most this many rows; with `per` set, at most this many per value of that column.
+    pub limit: Option<i64>,
+    /// Limit per value of this column (a window function), for batched child lists.
+    pub per: Option<&'static str>,
+}
+
+impl Select {
+    /// Every row of `table` matching `filter`.
+    pub fn rows(table: &'static Table, filter: Cond) -> Self {
+        Self {
+            table,
+            projection: Projection::Rows,
+            filter,
+            order: Vec::new(),
+            limit: None,
+            per: None,
+        }
+    }
+
+    /// The ids of the rows of `table` matching `filter` (for subqueries).
+    pub fn ids(table: &'static Table, filter: Cond) -> Self {
+        Self {
+            projection: Projection::Id,
+            ..Self::rows(table, filter)
+        }
+    }
+}
+
+/// How the two backends spell what they spell differently.
+pub trait Dialect: diesel::backend::Backend {
+    /// Writes a case-sensitive `LIKE` (`%`, `_`, backslash escapes).
+    fn like<'b>(
+        out: &mut AstPass<'_, 'b, Self>,
+        table: &str,
+        column: &str,
+        like: &'b Bind,
+        glob: &'b Bind,
+    ) -> QueryResult<()>;
+    /// Writes "the JSON object has this top-level key".
+    fn json_has_key<'b>(
+        out: &mut AstPass<'_, 'b, Self>,
+        table: &str,
+        column: &str,
+        key: &'b Bind,
+    ) -> QueryResult<()>;
+    /// Writes "the JSON object has this top-level key with exactly this value".
+    fn json_key_equals<'b>(
+        out: &mut AstPass<'_, 'b, Self>,
+        table: &str,
+        column: &str,
+        key: &'b Bind,
+        value: &'b Bind,
+    ) -> QueryResult<()>;
+}
+
+fn push_column<DB: diesel::backend::Backend>(
+    out: &mut AstPass<'_, '_, DB>,
+    table: &str,
+    column: &str,
+) -> QueryResult<()> {
+    out.push_identifier(table)?;
+    out.push_sql(".");
+    out.push_identifier(column)
+}
+
+impl Dialect for Pg {
+    fn like<'b>(
+        out: &mut AstPass<'_, 'b, Self>,
+        table: &str,
+        column: &str,
+        like: &'b Bind,
+        _: &'b Bind,
+    ) -> QueryResult<()> {
+        push_column(out, table, column)?;
+        out.push_sql(" LIKE ");
+        like.walk_ast(out.reborrow())?;
+        out.push_sql(" ESCAPE '\\'");
+        Ok(())
+    }
+
+    fn json_has_key<'b>(
+        out: &mut AstPass<'_, 'b, Self>,
+        table: &str,
+        column: &str,
+        key: &'b Bind,
+    ) -> QueryResult<()> {
+        out.push_sql("(jsonb_typeof(");
+        push_column(out, table, column)?;
+        out.push_sql(") = 'object' AND jsonb_exists(");
+        push_column(out, table, column)?;
+        out.push_sql(", ");
+        key.walk_ast(out.reborrow())?;
+        out.push_sql("))");
+        Ok(())
+    }
+
+    fn json_key_equals<'b>(
+        out: &mut AstPass<'_, 'b, Self>,
+        table: &str,
+        column: &str,
+        key: &'b Bind,
+        value: &'b Bind,
+    ) -> QueryResult<()> {
+        out.push_sql("(jsonb_typeof(");
+        push_column(out, table, column)?;
+        out.push_sql(") = 'object' AND (");
+        push_column(out, table, column)?;
+        out.push_sql(" -> ");
+        key.walk_ast(out.reborrow())?;
+        out.push_sql(") = ");
+        value.walk_ast(out.reborrow())?;
+        out.push_sql(")");
+        Ok(())
+    }
+}
+
+impl Dialect for Sqlite {
+    fn like<'b>(
+        out: &mut AstPass<'_, 'b, Self>,
+        table: &str,
+        column: &str,
+        _: &'b Bind,
+        glob: &'b Bind,
+    ) -> QueryResult<()> {
+        // SQLite's LIKE ignores ASCII case; GLOB does not.
+        push_column(out, table, column)?;
+        out.push_sql(" GLOB ");
+        glob.walk_ast(out.reborrow())
+    }
+
+    fn json_has_key<'b>(
+        out: &mut AstPass<'_, 'b, Self>,
+        table: &str,
+        column: &str,
+        key: &'b Bind,
+    ) -> QueryResult<()> {
+        out.push_sql("(json_type(");
+        push_column(out, table, column)?;
+        out.push_sql(") = 'object' AND EXISTS (SELECT 1 FROM json_each(");
+        push_column(out, table, column)?;
+        out.push_sql(") AS iofold_j WHERE iofold_j.key = ");
+        key.walk_ast(out.reborrow())?;
+        out.push_sql("))");
+        Ok(())
+    }
+
+    fn json_key_equals<'b>(
+        out: &mut AstPass<'_, 'b, Self>,
+        table: &str,
+        column: &str,
+        key: &'b Bind,
+        value: &'b Bind,
+    ) -> QueryResult<()> {
+        // json_each gives each member's JSON type and value; numbers compare as numbers
+        // (1 = 1.0, as jsonb does), strings as text, objects and arrays as minified JSON.
+        out.push_sql("(json_type(");
+        push_column(out, table, column)?;
+        out.push_sql(") = 'object' AND EXISTS (SELECT 1 FROM json_each(");
+        push_column(out, table, column)?;
+        out.push_sql(") AS iofold_j WHERE iofold_j.key = ");
+        key.walk_ast(out.reborrow())?;
+        out.push_sql(" AND CASE json_type(");
+        value.walk_ast(out.reborrow())?;
+        out.push_sql(") WHEN 'integer' THEN iofold_j.type IN ('integer', 'real') AND iofold_j.value = json_extract(");
+        value.walk_ast(out.reborrow())?;
+        out.push_sql(", '$') WHEN 'real' THEN iofold_j.type IN ('integer', 'real') AND iofold_j.value = json_extract(");
+        value.walk_ast(out.reborrow())?;
+        out.push_sql(
+            ", '$') WHEN 'text' THEN iofold_j.type = 'text' AND iofold_j.value = json_extract(",
+        );
+        value.walk_ast(out.reborrow())?;
+        out.push_sql(", '$') ELSE iofold_j.type = json_type(");
+        value.walk_ast(out.reborrow())?;
+        out.push_sql(") AND json(iofold_j.value) = json(");
+        value.walk_ast(out.reborrow())?;
+        out.push_sql(") END))");
+        Ok(())
+    }
+}
+
+/// Translates a `LIKE` pattern (`%`, `_`, backslash escapes) into a `GLOB` pattern.
+pub fn like_to_glob(pattern: &str) -> String {
+    let mut glob = String::with_capacity(pattern.len() + 8);
+    let mut chars = pattern.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => match chars.next() {
+                Some(escaped) => push_glob_literal(&mut glob, escaped),
+                None => push_glob_literal(&mut glob, '\\'),
+            },
+            '%' => glob.push('*'),
+            '_' => glob.push('?'),
+            other => push_glob_literal(&mut glob, other),
+        }
+    }
+    glob
+}
+
+fn push_glob_literal(glob: &mut String, c: char) {
+    match c {
+        '*' | '?' | '[' => {
+            glob.push('[');
+            glob.push(c);
+            glob.push(']');
+        }
+        other => glob.push(other),
+    }
+}
+
+/// A [`Select`] ready to run: its conditions' values turned into binds once, so the AST
+/// passes can borrow them.
+#[derive(Debug, Clone)]
+pub struct Prepared<DB> {
+    select: Select,
+    marker: std::marker::PhantomData<DB>,
+}
+
+impl Select {
+    /// The query for backend `DB`.
+    pub fn prepare<DB: Dialect>(self) -> Prepared<DB> {
+        Prepared {
+            select: self,
+            marker: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<DB> QueryId for Prepared<DB> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl<DB> Query for Prepared<DB> {
+    type SqlType = Untyped;
+}
+
+impl<DB> QueryFragment<DB> for Prepared<DB>
+where
+    DB: Dialect,
+    Bind: QueryFragment<DB>,
+{
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
+        write_select(&self.select, &mut out)
+    }
+}
+
+fn write_select<'b, DB>(select: &'b Select, out: &mut AstPass<'_, 'b, DB>) -> QueryResult<()>
+where
+    DB: Dialect,
+    Bind: QueryFragment<DB>,
+{
+    let table = select.table.name;
+    if let (Some(per), Projection::Rows) = (select.per, &select.projection) {
+        // The first `limit` rows of each `per` group, in order: a window function.
+        out.push_sql("SELECT * FROM (SELECT ");
+        out.push_identifier(table)?;
+        out.push_sql(".*, ROW_NUMBER() OVER (PARTITION BY ");
+        push_column(out, table, per)?;
+        out.push_sql(" ORDER BY ");
+        write_order(table, &select.order, out)?;
+        out.push_sql(") AS iofold_rn FROM ");
+        out.push_identifier(table)?;
+        write_where(select, out)?;
+        out.push_sql(") AS iofold_page");
+        if let Some(limit) = &select.limit {
+            out.push_sql(" WHERE iofold_rn <= ");
+            out.push_sql(&limit.to_string());
+        }
+        out.push_sql(" ORDER BY ");
+        out.push_identifier(per)?;
+        out.push_sql(", iofold_rn");
+        return Ok(());
+    }
+    out.push_sql("SELECT ");
+    match &select.projection {
+        Projection::Rows => {
+            out.push_identifier(table)?;
+            out.push_sql(".*");
+        }
+        Projection::Id => push_column(out, table, "id")?,
+        Projection::Count => out.push_sql("COUNT(*) AS n"),
+        Projection::CountBy(column) => {
+            push_column(out, table, column)?;
+            out.push_sql(" AS key, COUNT(*) AS n");
+        }
+    }
+    out.push_sql(" FROM ");
+    out.push_identifier(table)?;
+    write_where(select, out)?;
+    if let Projection::CountBy(column) = &select.projection {
+        out.push_sql(" GROUP BY ");
+        push_column(out, table, column)?;
+    }
+    if !select.order.is_empty() && matches!(select.projection, Projection::Rows | Projection::Id) {
+        out.push_sql(" ORDER BY ");
+        write_order(table, &select.order, out)?;
+    }
+    if let Some(limit) = select.limit {
+        out.push_sql(" LIMIT ");
+        out.push_sql(&limit.to_string());
+    }
+    Ok(())
+}
+
+fn write_where<'b, DB>(select: &'b Select, out: &mut AstPass<'_, 'b, DB>) -> QueryResult<()>
+where
+    DB: Dialect,
+    Bind: QueryFragment<DB>,
+{
+    if select.filter != Cond::True {
+        out.push_sql(" WHERE ");
+        write_cond(select.table.name, &select.filter, out)?;
+    }
+    Ok(())
+}
+
+fn write_order<DB: Dialect>(
+    table: &str,
+    order: &[OrderKey],
+    out: &mut AstPass<'_, '_, DB>,
+) -> QueryResult<()> {
+    for (i, key) in order.iter().enumerate() {
+        if i > 0 {
+            out.push_sql(", ");
+        }
+        let direction = if key.desc { " DESC" } else { " ASC" };
+        if key.nullable {
+            // NULLs last ascending, first descending, on both backends.
+            out.push_sql("(");
+            push_column(out, table, key.column)?;
+            out.push_sql(" IS NULL)");
+            out.push_sql(direction);
+            out.push_sql(", ");
+        }
+        push_column(out, table, key.column)?;
+        out.push_sql(direction);
+    }
+    Ok(())
+}
+
+fn write_list<'b, DB, T>(
+    items: &'b [T],
+    separator: &str,
+    out: &mut AstPass<'_, 'b, DB>,
+    mut each: impl FnMut(&'b T, &mut AstPass<'_, 'b, DB>) -> QueryResult<()>,
+) -> QueryResult<()>
+where
+    DB: Dialect,
+{
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            out.push_sql(separator);
+        }
+        each(item, out)?;
+    }
+    Ok(())
+}
+
+fn write_cond<'b, DB>(table: &str, cond: &'b Cond, out: &mut AstPass<'_, 'b, DB>) -> QueryResult<()>
+where
+    DB: Dialect,
+    Bind: QueryFragment<DB>,
+{
+    match cond {
+        Cond::True => out.push_sql("1 = 1"),
+        Cond::False => out.push_sql("1 = 0"),
+        Cond::And(conds) | Cond::Or(conds) => {
+            let separator = if matches!(cond, Cond::And(_)) {
+                " AND "
+            } else {
+                " OR "
+            };
+            out.push_sql("(");
+            write_list(conds, separator, out, |c, out| write_cond(table, c, out))?;
+            out.push_sql(")");
+        }
+        Cond::Not(inner) => {
+            out.push_sql("NOT (");
+            write_cond(table, inner, out)?;
+            out.push_sql(")");
+        }
+        Cond::Cmp(column, op, value) => {
+            push_column(out, table, column)?;
+            out.push_sql(op.sql());
+            value.walk_ast(out.reborrow())?;
+        }
+        Cond::In(column, values) => {
+            if values.is_empty() {
+                out.push_sql("1 = 0");
+            } else {
+                push_column(out, table, column)?;
+                out.push_sql(" IN (");
+                write_list(values, ", ", out, |v, out| v.walk_ast(out.reborrow()))?;
+                out.push_sql(")");
+            }
+        }
+        Cond::IsNull(column, null) => {
+            push_column(out, table, column)?;
+            out.push_sql(if *null { " IS NULL" } else { " IS NOT NULL" });
+        }
+        Cond::Like { column, like, glob } => DB::like(out, table, column, like, glob)?,
+        Cond::ILike(column, pattern) => {
+            out.push_sql("lower(");
+            push_column(out, table, column)?;
+            out.push_sql(") LIKE lower(");
+            pattern.walk_ast(out.reborrow())?;
+            out.push_sql(") ESCAPE '\\'");
+        }
+        Cond::JsonHasKey(column, key) => DB::json_has_key(out, table, column, key)?,
+        Cond::JsonKeyEquals(column, key, value) => {
+            DB::json_key_equals(out, table, column, key, value)?
+        }
+        Cond::InSelect(column, select) => {
+            push_column(out, table, column)?;
+            out.push_sql(" IN (");
+            write_select(select, out)?;
+            out.push_sql(")");
+        }
+    }
+    Ok(())
+}
