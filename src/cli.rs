@@ -48,6 +48,9 @@ pub enum Command {
     /// Manage API tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Maintenance: reset, nuke, health, export, import, backup (see `crate::ops`).
+    #[command(flatten)]
+    Ops(crate::ops::OpsCommand),
 }
 
 /// API token commands.
@@ -125,6 +128,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("GraphiQL: http://{}/graphql", config.listen);
             serve(AppState::new(db, config)).await?;
         }
+        Command::Ops(command) => crate::ops::run(command, &config).await?,
         Command::Token(token) => {
             let db = open(&config).await?;
             token_command(&db, token).await?;

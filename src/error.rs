@@ -14,7 +14,7 @@ use crate::db::DbError;
 /// It deliberately does not implement `Display`: async-graphql converts any `Display` type
 /// into an error without a code, so `?` in a resolver must go through the `From` below,
 /// which sets `extensions.code` (and keeps internal details out).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum AppError {
     /// No, unknown, expired or revoked token.
     Unauthenticated(String),

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_graphql::http::GraphiQLSource;
+use async_graphql::{BatchRequest, Executor};
 use async_graphql_axum::{GraphQLBatchRequest, GraphQLResponse};
 use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -17,7 +18,8 @@ use crate::auth::{authenticate, Viewer, ADMIN_SECRET_HEADER};
 use crate::config::Config;
 use crate::db::Db;
 use crate::error::AppError;
-use crate::graphql::{build_schema, AppSchema};
+use crate::graphql::access::Access;
+use crate::graphql::{access_of, build_schema, with_request_data, AppSchema};
 
 /// What every handler shares: the pool, the schema and the configuration. No globals.
 #[derive(Clone)]
@@ -79,17 +81,37 @@ fn private(mut response: Response) -> Response {
     response
 }
 
+/// Resolves the caller and what they may see, or the response that refuses them.
+async fn caller(state: &AppState, headers: &HeaderMap) -> Result<Option<Arc<Access>>, Response> {
+    let viewer = viewer(state, headers)
+        .await
+        .map_err(|e| error_response(StatusCode::UNAUTHORIZED, e))?;
+    access_of(&state.db, &viewer)
+        .await
+        .map_err(|e| error_response(StatusCode::INTERNAL_SERVER_ERROR, e))
+}
+
 async fn graphql_post(
     State(state): State<AppState>,
     headers: HeaderMap,
     request: GraphQLBatchRequest,
 ) -> Response {
-    let viewer = match viewer(&state, &headers).await {
-        Ok(viewer) => viewer,
-        Err(error) => return error_response(StatusCode::UNAUTHORIZED, error),
+    let access = match caller(&state, &headers).await {
+        Ok(access) => access,
+        Err(response) => return response,
     };
-    let request = request.into_inner().data(viewer).data(state.db.clone());
-    private(GraphQLResponse::from(state.schema.execute_batch(request).await).into_response())
+    let batch = match request.into_inner() {
+        BatchRequest::Single(request) => {
+            BatchRequest::Single(with_request_data(request, &state.db, access))
+        }
+        BatchRequest::Batch(requests) => BatchRequest::Batch(
+            requests
+                .into_iter()
+                .map(|r| with_request_data(r, &state.db, access.clone()))
+                .collect(),
+        ),
+    };
+    private(GraphQLResponse::from(state.schema.execute_batch(batch).await).into_response())
 }
 
 async fn graphql_get(
@@ -120,11 +142,11 @@ async fn graphql_get(
             )
         }
     };
-    let viewer = match viewer(&state, &headers).await {
-        Ok(viewer) => viewer,
-        Err(error) => return error_response(StatusCode::UNAUTHORIZED, error),
+    let access = match caller(&state, &headers).await {
+        Ok(access) => access,
+        Err(response) => return response,
     };
-    let request = request.data(viewer).data(state.db.clone());
+    let request = with_request_data(request, &state.db, access);
     private(GraphQLResponse::from(state.schema.execute(request).await).into_response())
 }
 

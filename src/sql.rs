@@ -194,6 +194,8 @@ pub enum Projection {
     Rows,
     /// `id` only (subqueries).
     Id,
+    /// One column (subqueries).
+    Column(&'static str),
     /// `COUNT(*) AS n`.
     Count,
     /// `col AS key, COUNT(*) AS n … GROUP BY col`.
@@ -491,6 +493,7 @@ where
             out.push_sql(".*");
         }
         Projection::Id => push_column(out, table, "id")?,
+        Projection::Column(column) => push_column(out, table, column)?,
         Projection::Count => out.push_sql("COUNT(*) AS n"),
         Projection::CountBy(column) => {
             push_column(out, table, column)?;
@@ -504,7 +507,12 @@ where
         out.push_sql(" GROUP BY ");
         push_column(out, table, column)?;
     }
-    if !select.order.is_empty() && matches!(select.projection, Projection::Rows | Projection::Id) {
+    if !select.order.is_empty()
+        && matches!(
+            select.projection,
+            Projection::Rows | Projection::Id | Projection::Column(_)
+        )
+    {
         out.push_sql(" ORDER BY ");
         write_order(table, &select.order, out)?;
     }

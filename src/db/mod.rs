@@ -10,11 +10,15 @@
 pub mod migrations;
 pub mod sql_types;
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
+
+use diesel::connection::{Instrumentation, InstrumentationEvent};
 
 use diesel::connection::SimpleConnection;
 use diesel::sqlite::SqliteConnection;
-use diesel_async::pooled_connection::deadpool::{BuildError, Pool, PoolError};
+use diesel_async::pooled_connection::deadpool::{self as dp, BuildError, PoolError};
 use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
 use diesel_async::sync_connection_wrapper::SyncConnectionWrapper;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
@@ -22,9 +26,9 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncC
 /// A SQLite connection usable from async code.
 pub type SqliteConn = SyncConnectionWrapper<SqliteConnection>;
 /// The PostgreSQL pool.
-pub type PgPool = Pool<AsyncPgConnection>;
+pub type PgPool = dp::Pool<AsyncPgConnection>;
 /// The SQLite pool.
-pub type SqlitePool = Pool<SqliteConn>;
+pub type SqlitePool = dp::Pool<SqliteConn>;
 
 /// How long a request waits for a pooled connection, and how long a new one may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -104,13 +108,50 @@ impl Backend {
     }
 }
 
-/// A pool of connections to one of the two backends. Cheap to clone.
+/// The database: a pool of connections to one of the two backends, and the statistics
+/// its connections record. Cheap to clone.
 #[derive(Clone)]
-pub enum Db {
+pub struct Db {
+    /// The connections.
+    pub pool: Pool,
+    /// What the connections did.
+    pub stats: Arc<Stats>,
+}
+
+/// A pool of connections to one of the two backends.
+#[derive(Clone)]
+pub enum Pool {
     /// PostgreSQL.
     Postgres(PgPool),
     /// SQLite.
     Sqlite(SqlitePool),
+}
+
+/// Counters every pooled connection updates through Diesel's instrumentation.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// SQL statements started.
+    pub statements: AtomicU64,
+}
+
+impl Stats {
+    /// Statements started so far.
+    pub fn statements(&self) -> u64 {
+        AtomicU64::load(&self.statements, Ordering::Relaxed)
+    }
+}
+
+/// Diesel instrumentation that counts each statement a connection starts.
+struct Recorder {
+    stats: Arc<Stats>,
+}
+
+impl Instrumentation for Recorder {
+    fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
+        if let InstrumentationEvent::StartQuery { .. } = event {
+            self.stats.statements.fetch_add(1, Ordering::Relaxed);
+        }
+    }
 }
 
 /// Runs `$body` with `$conn` bound to a pooled connection of whichever backend `$db` is.
@@ -120,13 +161,13 @@ pub enum Db {
 #[macro_export]
 macro_rules! with_conn {
     ($db:expr, |$conn:ident| $body:expr) => {
-        match $db {
-            $crate::db::Db::Postgres(pool) => {
+        match &($db).pool {
+            $crate::db::Pool::Postgres(pool) => {
                 let mut pooled = pool.get().await?;
                 let $conn: &mut diesel_async::AsyncPgConnection = &mut *pooled;
                 $body
             }
-            $crate::db::Db::Sqlite(pool) => {
+            $crate::db::Pool::Sqlite(pool) => {
                 let mut pooled = pool.get().await?;
                 let $conn: &mut $crate::db::SqliteConn = &mut *pooled;
                 $body
@@ -142,8 +183,8 @@ macro_rules! with_conn {
 #[macro_export]
 macro_rules! with_tx {
     ($db:expr, async |$conn:ident| $body:expr) => {
-        match $db {
-            $crate::db::Db::Postgres(pool) => {
+        match &($db).pool {
+            $crate::db::Pool::Postgres(pool) => {
                 let mut pooled = pool.get().await?;
                 diesel_async::AsyncConnection::transaction(
                     &mut *pooled,
@@ -151,7 +192,7 @@ macro_rules! with_tx {
                 )
                 .await
             }
-            $crate::db::Db::Sqlite(pool) => {
+            $crate::db::Pool::Sqlite(pool) => {
                 let mut pooled = pool.get().await?;
                 pooled
                     .immediate_transaction(async |$conn: &mut $crate::db::SqliteConn| $body)
@@ -172,26 +213,42 @@ impl Db {
     /// Builds the pool. Connections are opened on first use, so this does not fail when the
     /// database is down; [`Db::ping`] tells.
     pub fn connect(url: &DatabaseUrl, options: &PoolOptions) -> Result<Self, BuildError> {
-        match url {
+        let stats = Arc::new(Stats::default());
+        let pool = match url {
             DatabaseUrl::Postgres(url) => {
-                let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(url);
-                Ok(Self::Postgres(build_pool(manager, options)?))
+                let mut config = ManagerConfig::<AsyncPgConnection>::default();
+                let recorded = stats.clone();
+                config.custom_setup =
+                    Box::new(move |url| Box::pin(establish_pg(url.to_owned(), recorded.clone())));
+                let manager =
+                    AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(url, config);
+                Pool::Postgres(build_pool(manager, options)?)
             }
             DatabaseUrl::Sqlite(path) => {
                 let mut config = ManagerConfig::<SqliteConn>::default();
-                config.custom_setup = Box::new(|path| Box::pin(establish_sqlite(path.to_owned())));
+                let recorded = stats.clone();
+                config.custom_setup = Box::new(move |path| {
+                    let recorded = recorded.clone();
+                    let path = path.to_owned();
+                    Box::pin(async move {
+                        let mut conn = establish_sqlite(path).await?;
+                        conn.set_instrumentation(Recorder { stats: recorded });
+                        Ok(conn)
+                    })
+                });
                 let manager =
                     AsyncDieselConnectionManager::<SqliteConn>::new_with_config(path, config);
-                Ok(Self::Sqlite(build_pool(manager, options)?))
+                Pool::Sqlite(build_pool(manager, options)?)
             }
-        }
+        };
+        Ok(Self { pool, stats })
     }
 
     /// The backend behind the pool.
     pub fn backend(&self) -> Backend {
-        match self {
-            Self::Postgres(_) => Backend::Postgres,
-            Self::Sqlite(_) => Backend::Sqlite,
+        match self.pool {
+            Pool::Postgres(_) => Backend::Postgres,
+            Pool::Sqlite(_) => Backend::Sqlite,
         }
     }
 
@@ -203,19 +260,19 @@ impl Db {
 
     /// Pool figures: (open connections, idle connections, tasks waiting, max size).
     pub fn pool_status(&self) -> deadpool::Status {
-        match self {
-            Self::Postgres(pool) => pool.status(),
-            Self::Sqlite(pool) => pool.status(),
+        match &self.pool {
+            Pool::Postgres(pool) => pool.status(),
+            Pool::Sqlite(pool) => pool.status(),
         }
     }
 
     /// Closes connections that have not been used for [`IDLE_TIMEOUT`].
     pub fn close_idle(&self) {
-        match self {
-            Self::Postgres(pool) => {
+        match &self.pool {
+            Pool::Postgres(pool) => {
                 pool.retain(|_, metrics| metrics.last_used() < IDLE_TIMEOUT);
             }
-            Self::Sqlite(pool) => {
+            Pool::Sqlite(pool) => {
                 pool.retain(|_, metrics| metrics.last_used() < IDLE_TIMEOUT);
             }
         }
@@ -223,16 +280,16 @@ impl Db {
 
     /// Closes the pool: waiting requests fail, open connections close as they come back.
     pub fn close(&self) {
-        match self {
-            Self::Postgres(pool) => pool.close(),
-            Self::Sqlite(pool) => pool.close(),
+        match &self.pool {
+            Pool::Postgres(pool) => pool.close(),
+            Pool::Sqlite(pool) => pool.close(),
         }
     }
 
     /// On SQLite, writes the WAL back into the database file (`wal_checkpoint(TRUNCATE)`);
     /// nothing on PostgreSQL.
     pub async fn checkpoint(&self) -> Result<(), DbError> {
-        if let Self::Sqlite(pool) = self {
+        if let Pool::Sqlite(pool) = &self.pool {
             let mut conn = pool.get().await?;
             conn.batch_execute("PRAGMA wal_checkpoint(TRUNCATE)")
                 .await?;
@@ -252,6 +309,16 @@ fn build_pool<M: deadpool::managed::Manager>(
         .recycle_timeout(Some(CONNECT_TIMEOUT))
         .runtime(deadpool::Runtime::Tokio1)
         .build()
+}
+
+/// Opens a PostgreSQL connection that records its statements.
+async fn establish_pg(
+    url: String,
+    stats: Arc<Stats>,
+) -> diesel::ConnectionResult<AsyncPgConnection> {
+    let mut conn = AsyncPgConnection::establish(&url).await?;
+    conn.set_instrumentation(Recorder { stats });
+    Ok(conn)
 }
 
 /// Opens a SQLite connection and sets, every time: the busy timeout first (so the next

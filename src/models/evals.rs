@@ -172,7 +172,7 @@ pub mod eval_comparison {
     use super::*;
 
     /// A row of the `eval_comparison` view.
-    #[derive(Debug, Clone, PartialEq, Queryable, Selectable, Serialize)]
+    #[derive(Debug, Clone, PartialEq, Queryable, QueryableByName, Selectable, Serialize)]
     #[diesel(table_name = crate::schema::eval_comparison, check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
     pub struct Row {
         /// The id of the eval execution (the view's key).

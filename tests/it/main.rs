@@ -6,4 +6,5 @@ mod support;
 mod cli;
 mod concurrency;
 mod data_model;
+mod ops;
 mod server;

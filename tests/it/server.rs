@@ -27,9 +27,9 @@ both_backends! {
         let data = response.data();
         assert_eq!(data["me"]["email"], seed::DEMO_EMAIL);
         assert_eq!(data["me"]["id"], seed::ids::user());
-        assert_eq!(data["workspaces"].as_array().unwrap().len(), 1);
-        assert_eq!(data["workspaces"][0]["id"], seed::ids::workspace());
-        assert_eq!(data["workspaces"][0]["userId"], seed::ids::user());
+        assert_eq!(data["workspaces"]["nodes"].as_array().unwrap().len(), 1);
+        assert_eq!(data["workspaces"]["nodes"][0]["id"], seed::ids::workspace());
+        assert_eq!(data["workspaces"]["nodes"][0]["userId"], seed::ids::user());
         // Timestamps are RFC 3339, UTC, microseconds.
         assert_eq!(data["me"]["createdAt"], "2026-01-15T09:00:00.000000Z");
         assert_eq!(response.headers["cache-control"], "private, no-store");
@@ -52,13 +52,13 @@ both_backends! {
         assert_eq!(theirs.body, missing.body);
         assert_eq!(theirs.data()["workspace"], json!(null));
         let mine = app.graphql(Some(&stranger), ME_AND_WORKSPACES, json!({})).await;
-        assert_eq!(mine.data()["workspaces"], json!([]));
+        assert_eq!(mine.data()["workspaces"]["nodes"], json!([]));
         assert_eq!(mine.data()["me"]["email"], "stranger@example.com");
 
         // The admin secret sees every workspace, and is nobody.
         let admin = app.graphql_admin(ME_AND_WORKSPACES, json!({})).await;
         assert_eq!(admin.data()["me"], json!(null));
-        assert_eq!(admin.data()["workspaces"][0]["id"], seed::ids::workspace());
+        assert_eq!(admin.data()["workspaces"]["nodes"][0]["id"], seed::ids::workspace());
     }
 }
 

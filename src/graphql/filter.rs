@@ -1,0 +1,195 @@
+//! Filters: a `<Type>Filter` input (one field per column, each of a shared operator input
+//! per column type, plus `and`, `or`, `not`) turned into a [`Cond`].
+//!
+//! Semantics are SQL's on both backends: operators on one column are ANDed; `ne` and
+//! `notIn` do not match NULL (use `isNull`); `like` is case-sensitive and `ilike` folds
+//! ASCII case, both with `%` and `_` wildcards and `\` as escape; JSON `contains` matches
+//! when every top-level key of the given object is present with an exactly equal value
+//! (JSON types included; numbers compare as numbers), `hasKey` when the object has the key.
+
+use async_graphql::Value as GqlValue;
+
+use crate::catalog::{Column, Kind, Table};
+use crate::db::sql_types::{Json, Timestamp};
+use crate::error::{AppError, AppResult};
+use crate::graphql::names;
+use crate::sql::{Bind, CmpOp, Cond};
+
+/// The shared operator input of a column kind.
+pub fn filter_type(table: &Table, column: &Column) -> String {
+    if names::is_id(table, column) {
+        return "IDFilter".into();
+    }
+    match column.kind {
+        Kind::Id => "IDFilter".into(),
+        Kind::Text | Kind::Date => "StringFilter".into(),
+        Kind::Int => "IntFilter".into(),
+        Kind::Real => "FloatFilter".into(),
+        Kind::Bool => "BooleanFilter".into(),
+        Kind::Timestamp => "DateTimeFilter".into(),
+        Kind::Json => "JSONFilter".into(),
+        Kind::Enum(_) => format!("{}Filter", names::enum_type(table, column)),
+    }
+}
+
+/// Parses a `<Type>Filter` value.
+pub fn parse(table: &'static Table, value: &GqlValue, path: &str) -> AppResult<Cond> {
+    let fields = match value {
+        GqlValue::Null => return Ok(Cond::True),
+        GqlValue::Object(fields) => fields,
+        _ => return Err(AppError::bad_input(path, "a filter is an object")),
+    };
+    let mut conds = Vec::new();
+    for (name, value) in fields {
+        let name = name.as_str();
+        let here = format!("{path}.{name}");
+        match name {
+            "and" | "or" => {
+                let items = match value {
+                    GqlValue::Null => continue,
+                    GqlValue::List(items) => items,
+                    single => std::slice::from_ref(single),
+                };
+                let parsed = items
+                    .iter()
+                    .enumerate()
+                    .map(|(i, item)| parse(table, item, &format!("{here}[{i}]")))
+                    .collect::<AppResult<Vec<_>>>()?;
+                conds.push(if name == "and" {
+                    Cond::all(parsed)
+                } else {
+                    Cond::any(parsed)
+                });
+            }
+            "not" => {
+                if !matches!(value, GqlValue::Null) {
+                    conds.push(Cond::Not(Box::new(parse(table, value, &here)?)));
+                }
+            }
+            field => {
+                let column = table
+                    .columns
+                    .iter()
+                    .find(|c| names::column_field(c) == field && !names::is_secret(c))
+                    .ok_or_else(|| {
+                        AppError::bad_input(
+                            &here,
+                            format!("`{field}` is not a field of {}", table.type_name),
+                        )
+                    })?;
+                conds.push(column_filter(table, column, value, &here)?);
+            }
+        }
+    }
+    Ok(Cond::all(conds))
+}
+
+fn column_filter(
+    table: &Table,
+    column: &'static Column,
+    value: &GqlValue,
+    path: &str,
+) -> AppResult<Cond> {
+    let ops = match value {
+        GqlValue::Null => return Ok(Cond::True),
+        GqlValue::Object(ops) => ops,
+        _ => {
+            return Err(AppError::bad_input(
+                path,
+                "a column filter is an object of operators",
+            ))
+        }
+    };
+    let col = column.name;
+    let mut conds = Vec::new();
+    for (op, operand) in ops {
+        let here = format!("{path}.{op}");
+        if matches!(operand, GqlValue::Null) {
+            continue;
+        }
+        let one = |v: &GqlValue| bind(table, column, v, &here);
+        let list = |v: &GqlValue| match v {
+            GqlValue::List(items) => items.iter().map(one).collect::<AppResult<Vec<_>>>(),
+            single => Ok(vec![one(single)?]),
+        };
+        conds.push(match op.as_str() {
+            "eq" => Cond::Cmp(col, CmpOp::Eq, one(operand)?),
+            "ne" => Cond::Cmp(col, CmpOp::Ne, one(operand)?),
+            "lt" => Cond::Cmp(col, CmpOp::Lt, one(operand)?),
+            "lte" => Cond::Cmp(col, CmpOp::Lte, one(operand)?),
+            "gt" => Cond::Cmp(col, CmpOp::Gt, one(operand)?),
+            "gte" => Cond::Cmp(col, CmpOp::Gte, one(operand)?),
+            "in" => Cond::In(col, list(operand)?),
+            "notIn" => Cond::all(vec![
+                Cond::IsNull(col, false),
+                Cond::Not(Box::new(Cond::In(col, list(operand)?))),
+            ]),
+            "isNull" => match operand {
+                GqlValue::Boolean(null) => Cond::IsNull(col, *null),
+                _ => return Err(AppError::bad_input(&here, "`isNull` takes a boolean")),
+            },
+            "like" => Cond::like(col, &text(operand, &here)?),
+            "ilike" => Cond::ILike(col, Bind::Text(text(operand, &here)?)),
+            "hasKey" => Cond::JsonHasKey(col, Bind::Text(text(operand, &here)?)),
+            "contains" => {
+                let object = match operand.clone().into_json() {
+                    Ok(serde_json::Value::Object(object)) => object,
+                    _ => return Err(AppError::bad_input(&here, "`contains` takes a JSON object")),
+                };
+                Cond::all(
+                    object
+                        .into_iter()
+                        .map(|(key, value)| {
+                            Cond::JsonKeyEquals(col, Bind::Text(key), Bind::Json(Json(value)))
+                        })
+                        .collect(),
+                )
+            }
+            other => {
+                return Err(AppError::bad_input(
+                    &here,
+                    format!("unknown operator `{other}`"),
+                ))
+            }
+        });
+    }
+    Ok(Cond::all(conds))
+}
+
+fn text(value: &GqlValue, path: &str) -> AppResult<String> {
+    match value {
+        GqlValue::String(text) => Ok(text.clone()),
+        _ => Err(AppError::bad_input(path, "expected a string")),
+    }
+}
+
+/// A GraphQL input value as a bind of the column's kind.
+fn bind(table: &Table, column: &Column, value: &GqlValue, path: &str) -> AppResult<Bind> {
+    let bad = |what: &str| {
+        AppError::bad_input(
+            path,
+            format!("expected {what} for `{}`", names::column_field(column)),
+        )
+    };
+    Ok(match (column.kind, value) {
+        (Kind::Enum(values), GqlValue::Enum(name)) => {
+            let stored = name.as_str().to_ascii_lowercase();
+            if !values.contains(&stored.as_str()) {
+                return Err(bad(&format!("a {} value", names::enum_type(table, column))));
+            }
+            Bind::Text(stored)
+        }
+        (Kind::Enum(_), _) => return Err(bad("an enum value")),
+        (Kind::Id | Kind::Text | Kind::Date, GqlValue::String(text)) => Bind::Text(text.clone()),
+        (Kind::Int, GqlValue::Number(n)) => Bind::Int(n.as_i64().ok_or_else(|| bad("an integer"))?),
+        (Kind::Real, GqlValue::Number(n)) => Bind::Real(n.as_f64().ok_or_else(|| bad("a number"))?),
+        (Kind::Bool, GqlValue::Boolean(b)) => Bind::Bool(*b),
+        (Kind::Timestamp, GqlValue::String(text)) => {
+            Bind::Timestamp(Timestamp::parse(text).map_err(|_| bad("an RFC 3339 date-time"))?)
+        }
+        (Kind::Json, other) => {
+            Bind::Json(Json(other.clone().into_json().map_err(|_| bad("JSON"))?))
+        }
+        _ => return Err(bad("a value of the column's type")),
+    })
+}

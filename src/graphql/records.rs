@@ -1,0 +1,179 @@
+//! Rows as the graph sees them: a [`Record`] is a row of any table, loaded through its
+//! typed `Row` model (so each backend's values decode in one place) and kept as a map from
+//! column to JSON value, which the schema's generic resolvers read.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use diesel::pg::Pg;
+use diesel::sql_types::{BigInt, Text};
+use diesel::sqlite::Sqlite;
+use diesel::QueryableByName;
+use diesel_async::RunQueryDsl;
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::catalog::Table;
+use crate::db::{Db, Pool};
+use crate::error::{AppError, AppResult};
+use crate::models;
+use crate::sql::Select;
+
+/// A row of some table.
+#[derive(Debug, Clone)]
+pub struct Record {
+    /// Its table.
+    pub table: &'static Table,
+    /// Column → value.
+    pub values: Arc<Map<String, Value>>,
+}
+
+impl Record {
+    /// A column's value (`Null` when absent).
+    pub fn get(&self, column: &str) -> &Value {
+        self.values.get(column).unwrap_or(&Value::Null)
+    }
+
+    /// A text column's value.
+    pub fn text(&self, column: &str) -> Option<&str> {
+        self.get(column).as_str()
+    }
+
+    /// The row's id.
+    pub fn id(&self) -> &str {
+        self.text("id").unwrap_or_default()
+    }
+}
+
+/// Runs `select` (which returns rows) and loads the rows of its table.
+pub async fn load(db: &Db, select: Select) -> AppResult<Vec<Record>> {
+    macro_rules! by_table {
+        ($($table:literal => $row:ty,)*) => {
+            match select.table.name {
+                $( $table => load_as::<$row>(db, select).await, )*
+                other => Err(AppError::internal(format!("no row model for table `{other}`"))),
+            }
+        };
+    }
+    by_table! {
+        "users" => models::user::Row,
+        "workspaces" => models::workspace::Row,
+        "workspace_members" => models::workspace_member::Row,
+        "api_tokens" => models::api_token::Row,
+        "integrations" => models::integration::Row,
+        "traces" => models::trace::Row,
+        "trace_summaries" => models::trace_summary::Row,
+        "system_prompts" => models::system_prompt::Row,
+        "feedback" => models::feedback::Row,
+        "task_metadata" => models::task_metadata::Row,
+        "task_similar_traces" => models::task_similar_trace::Row,
+        "task_feedback_pairs" => models::task_feedback_pair::Row,
+        "agents" => models::agent::Row,
+        "agent_versions" => models::agent_version::Row,
+        "functions" => models::function::Row,
+        "agent_functions" => models::agent_function::Row,
+        "tools" => models::tool::Row,
+        "agent_tools" => models::agent_tool::Row,
+        "evals" => models::eval::Row,
+        "eval_executions" => models::eval_execution::Row,
+        "eval_cv_results" => models::eval_cv_result::Row,
+        "eval_llm_cache" => models::eval_llm_cache_entry::Row,
+        "eval_comparison" => models::eval_comparison::Row,
+        "jobs" => models::job::Row,
+        "job_retry_history" => models::job_retry::Row,
+        "performance_snapshots" => models::performance_snapshot::Row,
+        "performance_alerts" => models::performance_alert::Row,
+        "refinement_history" => models::refinement::Row,
+        "auto_refine_cooldowns" => models::auto_refine_cooldown::Row,
+        "tasksets" => models::taskset::Row,
+        "taskset_tasks" => models::taskset_task::Row,
+        "taskset_runs" => models::taskset_run::Row,
+        "taskset_run_results" => models::taskset_run_result::Row,
+        "gepa_runs" => models::gepa_run::Row,
+        "gepa_run_tasks" => models::gepa_run_task::Row,
+        "rollout_batches" => models::rollout_batch::Row,
+        "rollout_results" => models::rollout_result::Row,
+        "playground_sessions" => models::playground_session::Row,
+        "playground_steps" => models::playground_step::Row,
+        "workflows" => models::workflow::Row,
+        "executions" => models::execution::Row,
+        "execution_steps" => models::execution_step::Row,
+    }
+}
+
+async fn load_as<R>(db: &Db, select: Select) -> AppResult<Vec<Record>>
+where
+    R: QueryableByName<Pg> + QueryableByName<Sqlite> + Serialize + Send + 'static,
+{
+    let table = select.table;
+    let rows: Vec<R> = match &db.pool {
+        Pool::Postgres(pool) => {
+            let mut conn = pool.get().await?;
+            select.prepare::<Pg>().load(&mut *conn).await?
+        }
+        Pool::Sqlite(pool) => {
+            let mut conn = pool.get().await?;
+            select.prepare::<Sqlite>().load(&mut *conn).await?
+        }
+    };
+    rows.into_iter()
+        .map(|row| match serde_json::to_value(row) {
+            Ok(Value::Object(values)) => Ok(Record {
+                table,
+                values: Arc::new(values),
+            }),
+            Ok(_) => Err(AppError::internal(format!(
+                "a `{}` row is not an object",
+                table.name
+            ))),
+            Err(e) => Err(AppError::internal(e)),
+        })
+        .collect()
+}
+
+#[derive(QueryableByName)]
+struct Count {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+#[derive(QueryableByName)]
+struct KeyedCount {
+    #[diesel(sql_type = diesel::sql_types::Nullable<Text>)]
+    key: Option<String>,
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+/// Runs a `Projection::Count` select.
+pub async fn count(db: &Db, select: Select) -> AppResult<i64> {
+    let count: Count = match &db.pool {
+        Pool::Postgres(pool) => {
+            let mut conn = pool.get().await?;
+            select.prepare::<Pg>().get_result(&mut *conn).await?
+        }
+        Pool::Sqlite(pool) => {
+            let mut conn = pool.get().await?;
+            select.prepare::<Sqlite>().get_result(&mut *conn).await?
+        }
+    };
+    Ok(count.n)
+}
+
+/// Runs a `Projection::CountBy` select: count per key.
+pub async fn count_by(db: &Db, select: Select) -> AppResult<HashMap<String, i64>> {
+    let rows: Vec<KeyedCount> = match &db.pool {
+        Pool::Postgres(pool) => {
+            let mut conn = pool.get().await?;
+            select.prepare::<Pg>().load(&mut *conn).await?
+        }
+        Pool::Sqlite(pool) => {
+            let mut conn = pool.get().await?;
+            select.prepare::<Sqlite>().load(&mut *conn).await?
+        }
+    };
+    Ok(rows
+        .into_iter()
+        .filter_map(|r| r.key.map(|k| (k, r.n)))
+        .collect())
+}
