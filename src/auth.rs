@@ -61,9 +61,7 @@ pub async fn authenticate(
 ) -> AppResult<Viewer> {
     if let Some(sent) = sent_secret {
         return match admin_secret {
-            Some(expected) if constant_time_eq(sent.as_bytes(), expected.as_bytes()) => {
-                Ok(Viewer::Admin)
-            }
+            Some(expected) if constant_time_eq(sent.as_bytes(), expected.as_bytes()) => Ok(Viewer::Admin),
             _ => Err(AppError::Unauthenticated("invalid admin secret".into())),
         };
     }
@@ -75,9 +73,7 @@ pub async fn authenticate(
         .or_else(|| authorization.strip_prefix("bearer "))
         .map(str::trim)
         .filter(|t| !t.is_empty())
-        .ok_or_else(|| {
-            AppError::Unauthenticated("the Authorization header must be `Bearer <token>`".into())
-        })?;
+        .ok_or_else(|| AppError::Unauthenticated("the Authorization header must be `Bearer <token>`".into()))?;
     let hash = token_hash(token);
     let found: Option<api_token::Row> = with_conn!(db, |conn| {
         api_tokens::table
@@ -93,12 +89,9 @@ pub async fn authenticate(
     if token.revoked_at.is_some() || token.expires_at.is_some_and(|at| at <= now) {
         return Err(invalid());
     }
-    let stale = token.last_used_at.is_none_or(|at| {
-        (now.as_datetime() - at.as_datetime())
-            .to_std()
-            .unwrap_or_default()
-            >= LAST_USED_GRANULARITY
-    });
+    let stale = token
+        .last_used_at
+        .is_none_or(|at| (now.as_datetime() - at.as_datetime()).to_std().unwrap_or_default() >= LAST_USED_GRANULARITY);
     if stale {
         let (db, token_id) = (db.clone(), token.id.clone());
         tokio::spawn(async move {
@@ -107,17 +100,12 @@ pub async fn authenticate(
             }
         });
     }
-    Ok(Viewer::User {
-        user_id: token.user_id,
-    })
+    Ok(Viewer::User { user_id: token.user_id })
 }
 
 async fn touch_token(db: &Db, token_id: &str, now: Timestamp) -> AppResult<()> {
     with_conn!(db, |conn| {
-        diesel::update(api_tokens::table.find(token_id))
-            .set(api_tokens::last_used_at.eq(now))
-            .execute(conn)
-            .await?
+        diesel::update(api_tokens::table.find(token_id)).set(api_tokens::last_used_at.eq(now)).execute(conn).await?
     });
     Ok(())
 }

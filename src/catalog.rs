@@ -68,16 +68,7 @@ pub struct Column {
 }
 
 const fn col(name: &'static str, kind: Kind) -> Column {
-    Column {
-        name,
-        kind,
-        nullable: false,
-        has_default: false,
-        references: None,
-        min: None,
-        max: None,
-        doc: "",
-    }
+    Column { name, kind, nullable: false, has_default: false, references: None, min: None, max: None, doc: "" }
 }
 
 impl Column {
@@ -163,9 +154,7 @@ impl Table {
 
     /// The foreign-key columns.
     pub fn foreign_keys(&self) -> impl Iterator<Item = (&'static Column, ForeignKey)> {
-        self.columns
-            .iter()
-            .filter_map(|c| c.references.map(|fk| (c, fk)))
+        self.columns.iter().filter_map(|c| c.references.map(|fk| (c, fk)))
     }
 }
 
@@ -185,9 +174,7 @@ pub fn tables() -> impl Iterator<Item = &'static Table> {
 pub fn table_of_id(id: &str) -> Option<&'static Table> {
     tables()
         .filter(|t| {
-            id.len() > t.id_prefix.len() + 1
-                && id.starts_with(t.id_prefix)
-                && id.as_bytes()[t.id_prefix.len()] == b'_'
+            id.len() > t.id_prefix.len() + 1 && id.starts_with(t.id_prefix) && id.as_bytes()[t.id_prefix.len()] == b'_'
         })
         .max_by_key(|t| t.id_prefix.len())
 }

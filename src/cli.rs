@@ -143,12 +143,7 @@ async fn open(config: &Config) -> anyhow::Result<Db> {
     if !applied.is_empty() {
         tracing::info!(migrations = ?applied, "applied migrations");
     }
-    Ok(Db::connect(
-        &config.database_url,
-        &PoolOptions {
-            max_size: config.db_pool_size,
-        },
-    )?)
+    Ok(Db::connect(&config.database_url, &PoolOptions { max_size: config.db_pool_size })?)
 }
 
 fn warn_development_key(config: &Config) {
@@ -177,23 +172,15 @@ fn report_seed(outcome: &seed::SeedOutcome) {
 
 async fn token_command(db: &Db, command: TokenCommand) -> anyhow::Result<()> {
     match command {
-        TokenCommand::Create {
-            email,
-            name,
-            expires_in_days,
-        } => {
+        TokenCommand::Create { email, name, expires_in_days } => {
             let email = email.trim().to_lowercase();
             if !crate::validate::is_email(&email) {
                 anyhow::bail!("`{email}` is not an email address");
             }
-            let expires_at = expires_in_days.map(|days| {
-                Timestamp::from_datetime(
-                    chrono::Utc::now() + chrono::Duration::days(i64::from(days)),
-                )
-            });
+            let expires_at = expires_in_days
+                .map(|days| Timestamp::from_datetime(chrono::Utc::now() + chrono::Duration::days(i64::from(days))));
             let token = new_token();
-            let (user_id, created) =
-                create_token(db, &email, &name, &token_hash(&token), expires_at).await?;
+            let (user_id, created) = create_token(db, &email, &name, &token_hash(&token), expires_at).await?;
             if created {
                 println!("Created user {email} ({user_id}).");
             }
@@ -211,13 +198,8 @@ async fn token_command(db: &Db, command: TokenCommand) -> anyhow::Result<()> {
                     (None, Some(at)) => format!("expires {at}"),
                     (None, None) => "active".to_owned(),
                 };
-                let used = token
-                    .last_used_at
-                    .map_or("never used".to_owned(), |at| format!("last used {at}"));
-                println!(
-                    "{}  {}  {}  created {}  {}  {}",
-                    token.id, email, token.name, token.created_at, used, state
-                );
+                let used = token.last_used_at.map_or("never used".to_owned(), |at| format!("last used {at}"));
+                println!("{}  {}  {}  created {}  {}  {}", token.id, email, token.name, token.created_at, used, state);
             }
         }
         TokenCommand::Revoke { id } => {
@@ -238,25 +220,13 @@ async fn create_token(
     expires_at: Option<Timestamp>,
 ) -> Result<(String, bool), DbError> {
     let now = Timestamp::now();
-    let new_user = user::NewRow {
-        id: user::new_id(),
-        email: email.to_owned(),
-        name: None,
-        created_at: now,
-        updated_at: now,
-    };
+    let new_user =
+        user::NewRow { id: user::new_id(), email: email.to_owned(), name: None, created_at: now, updated_at: now };
     let token_id = api_token::new_id();
     Ok(crate::with_tx!(db, async |conn| {
-        let inserted = diesel::insert_into(users::table)
-            .values(&new_user)
-            .on_conflict_do_nothing()
-            .execute(conn)
-            .await?;
-        let user_id: String = users::table
-            .filter(users::email.eq(email))
-            .select(users::id)
-            .first(conn)
-            .await?;
+        let inserted =
+            diesel::insert_into(users::table).values(&new_user).on_conflict_do_nothing().execute(conn).await?;
+        let user_id: String = users::table.filter(users::email.eq(email)).select(users::id).first(conn).await?;
         diesel::insert_into(api_tokens::table)
             .values(api_token::NewRow {
                 id: token_id.clone(),
@@ -275,10 +245,7 @@ async fn create_token(
     })?)
 }
 
-async fn list_tokens(
-    db: &Db,
-    email: Option<String>,
-) -> Result<Vec<(api_token::Row, String)>, DbError> {
+async fn list_tokens(db: &Db, email: Option<String>) -> Result<Vec<(api_token::Row, String)>, DbError> {
     Ok(with_conn!(db, |conn| {
         let mut query = api_tokens::table
             .inner_join(users::table.on(users::id.eq(api_tokens::user_id)))
@@ -295,16 +262,9 @@ async fn list_tokens(
 async fn revoke_token(db: &Db, id: &str) -> Result<usize, DbError> {
     let now = Timestamp::now();
     Ok(with_conn!(db, |conn| {
-        diesel::update(
-            api_tokens::table
-                .filter(api_tokens::id.eq(id))
-                .filter(api_tokens::revoked_at.is_null()),
-        )
-        .set((
-            api_tokens::revoked_at.eq(now),
-            api_tokens::updated_at.eq(now),
-        ))
-        .execute(conn)
-        .await?
+        diesel::update(api_tokens::table.filter(api_tokens::id.eq(id)).filter(api_tokens::revoked_at.is_null()))
+            .set((api_tokens::revoked_at.eq(now), api_tokens::updated_at.eq(now)))
+            .execute(conn)
+            .await?
     }))
 }

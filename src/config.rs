@@ -12,12 +12,7 @@ use crate::db::DatabaseUrl;
 #[derive(Debug, Clone, Args)]
 pub struct ConfigArgs {
     /// The database: a SQLite file path (also `sqlite://PATH`) or a `postgres://` URL.
-    #[arg(
-        long,
-        env = "DATABASE_URL",
-        default_value = "./iofold.db",
-        global = true
-    )]
+    #[arg(long, env = "DATABASE_URL", default_value = "./iofold.db", global = true)]
     pub database_url: String,
 
     /// The most database connections open at once.
@@ -35,22 +30,12 @@ pub struct ConfigArgs {
 
     /// A server-wide admin secret; requests that send it as `X-Iofold-Admin-Secret` act on
     /// every workspace. At least 16 characters. Unset: no admin access over HTTP.
-    #[arg(
-        long,
-        env = "IOFOLD_ADMIN_SECRET",
-        hide_env_values = true,
-        global = true
-    )]
+    #[arg(long, env = "IOFOLD_ADMIN_SECRET", hide_env_values = true, global = true)]
     pub admin_secret: Option<String>,
 
     /// The key that encrypts integration API keys: 64 hex characters (32 bytes). Required in
     /// production; elsewhere a fixed development key is used, with a warning.
-    #[arg(
-        long,
-        env = "IOFOLD_ENCRYPTION_KEY",
-        hide_env_values = true,
-        global = true
-    )]
+    #[arg(long, env = "IOFOLD_ENCRYPTION_KEY", hide_env_values = true, global = true)]
     pub encryption_key: Option<String>,
 
     /// The environment; `production` turns on the production safeguards.
@@ -96,13 +81,8 @@ impl Config {
     /// Validates the arguments, reporting every bad value at once.
     pub fn from_args(args: &ConfigArgs) -> Result<Config, ConfigError> {
         let mut problems = Vec::new();
-        let production = is_production(
-            args.app_env.as_deref(),
-            std::env::var("NODE_ENV").ok().as_deref(),
-        );
-        let database_url = DatabaseUrl::parse(&args.database_url)
-            .map_err(|e| problems.push(e))
-            .ok();
+        let production = is_production(args.app_env.as_deref(), std::env::var("NODE_ENV").ok().as_deref());
+        let database_url = DatabaseUrl::parse(&args.database_url).map_err(|e| problems.push(e)).ok();
         if let Some(secret) = &args.admin_secret {
             if secret.trim().len() < 16 {
                 problems.push("IOFOLD_ADMIN_SECRET must be at least 16 characters long".to_owned());
@@ -143,10 +123,7 @@ impl Config {
 
 /// "Production" means `APP_ENV` or `NODE_ENV` is `production`.
 pub fn is_production(app_env: Option<&str>, node_env: Option<&str>) -> bool {
-    [app_env, node_env]
-        .into_iter()
-        .flatten()
-        .any(|v| v.trim().eq_ignore_ascii_case("production"))
+    [app_env, node_env].into_iter().flatten().any(|v| v.trim().eq_ignore_ascii_case("production"))
 }
 
 /// Every problem found in the configuration.
@@ -173,42 +150,21 @@ mod tests {
 
     #[test]
     fn each_bad_value_gets_a_clear_message() {
-        let err = parse(&[
-            "--database-url",
-            "mysql://x",
-            "--admin-secret",
-            "short",
-            "--encryption-key",
-            "zz",
-        ])
-        .unwrap_err();
+        let err =
+            parse(&["--database-url", "mysql://x", "--admin-secret", "short", "--encryption-key", "zz"]).unwrap_err();
         assert!(err.contains("unsupported scheme `mysql://`"), "{err}");
-        assert!(
-            err.contains("IOFOLD_ADMIN_SECRET must be at least 16"),
-            "{err}"
-        );
-        assert!(
-            err.contains("IOFOLD_ENCRYPTION_KEY must be 64 hexadecimal"),
-            "{err}"
-        );
-        assert!(parse(&["--db-pool-size", "0"])
-            .unwrap_err()
-            .contains("0 is not in 1..=1000"));
+        assert!(err.contains("IOFOLD_ADMIN_SECRET must be at least 16"), "{err}");
+        assert!(err.contains("IOFOLD_ENCRYPTION_KEY must be 64 hexadecimal"), "{err}");
+        assert!(parse(&["--db-pool-size", "0"]).unwrap_err().contains("0 is not in 1..=1000"));
         assert!(parse(&["--port", "70000"]).unwrap_err().contains("70000"));
         let err = parse(&["--app-env", "production"]).unwrap_err();
-        assert!(
-            err.contains("IOFOLD_ENCRYPTION_KEY is required in production"),
-            "{err}"
-        );
+        assert!(err.contains("IOFOLD_ENCRYPTION_KEY is required in production"), "{err}");
     }
 
     #[test]
     fn defaults_are_sqlite_with_the_development_key() {
         let config = parse(&[]).unwrap();
-        assert_eq!(
-            config.database_url,
-            DatabaseUrl::Sqlite("./iofold.db".into())
-        );
+        assert_eq!(config.database_url, DatabaseUrl::Sqlite("./iofold.db".into()));
         assert!(config.development_key && !config.production);
         assert_eq!(config.db_pool_size, 10);
         let pg = parse(&["--database-url", "postgresql://u@h/db"]).unwrap();

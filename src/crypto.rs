@@ -10,8 +10,7 @@ pub const TOKEN_PREFIX: &str = "iofold_";
 
 /// The encryption key used outside production when none is configured. Public on purpose:
 /// it protects nothing, and the server warns when it is used.
-pub const DEVELOPMENT_KEY_HEX: &str =
-    "6465762d6f6e6c792d696f666f6c642d6b65792d6e6f742d7365637265742121";
+pub const DEVELOPMENT_KEY_HEX: &str = "6465762d6f6e6c792d696f666f6c642d6b65792d6e6f742d7365637265742121";
 
 /// Fills a buffer from the operating system's random source.
 fn random_bytes<const N: usize>() -> [u8; N] {
@@ -58,16 +57,11 @@ const SEALED_PREFIX: &str = "v1:";
 impl SecretBox {
     /// A box for a 32-byte key given as 64 hex characters.
     pub fn from_hex(key_hex: &str) -> Result<Self, String> {
-        let key = hex::decode(key_hex.trim())
-            .map_err(|_| "must be 64 hexadecimal characters (32 bytes)".to_owned())?;
+        let key = hex::decode(key_hex.trim()).map_err(|_| "must be 64 hexadecimal characters (32 bytes)".to_owned())?;
         if key.len() != 32 {
-            return Err(format!(
-                "must be 32 bytes (64 hexadecimal characters), got {} bytes",
-                key.len()
-            ));
+            return Err(format!("must be 32 bytes (64 hexadecimal characters), got {} bytes", key.len()));
         }
-        let cipher =
-            XChaCha20Poly1305::new_from_slice(&key).map_err(|_| "invalid key length".to_owned())?;
+        let cipher = XChaCha20Poly1305::new_from_slice(&key).map_err(|_| "invalid key length".to_owned())?;
         Ok(Self { cipher })
     }
 
@@ -92,10 +86,7 @@ impl SecretBox {
             return None;
         }
         let (nonce, ciphertext) = bytes.split_at(24);
-        let plaintext = self
-            .cipher
-            .decrypt(XNonce::from_slice(nonce), ciphertext)
-            .ok()?;
+        let plaintext = self.cipher.decrypt(XNonce::from_slice(nonce), ciphertext).ok()?;
         String::from_utf8(plaintext).ok()
     }
 }
@@ -109,11 +100,7 @@ mod tests {
         let secret_box = SecretBox::from_hex(DEVELOPMENT_KEY_HEX).unwrap();
         let sealed = secret_box.seal("sk-lf-123");
         assert!(!sealed.contains("sk-lf-123"));
-        assert_ne!(
-            sealed,
-            secret_box.seal("sk-lf-123"),
-            "a fresh nonce every time"
-        );
+        assert_ne!(sealed, secret_box.seal("sk-lf-123"), "a fresh nonce every time");
         assert_eq!(secret_box.open(&sealed).as_deref(), Some("sk-lf-123"));
         let mut tampered = sealed.clone();
         let last = tampered.pop().unwrap();

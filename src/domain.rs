@@ -25,18 +25,12 @@ pub struct StepSummary {
 /// `error`). A value that is not an array has no steps.
 pub fn summarize_steps(steps: &Value) -> StepSummary {
     let steps = steps.as_array().map(Vec::as_slice).unwrap_or_default();
-    let field = |step: Option<&Value>, name: &str| {
-        step.and_then(|s| s.get(name))
-            .filter(|v| !v.is_null())
-            .map(preview)
-    };
+    let field = |step: Option<&Value>, name: &str| step.and_then(|s| s.get(name)).filter(|v| !v.is_null()).map(preview);
     StepSummary {
         input_preview: field(steps.first(), "input"),
         output_preview: field(steps.last(), "output"),
         step_count: steps.len() as i64,
-        has_errors: steps
-            .iter()
-            .any(|s| s.get("error").is_some_and(|e| !e.is_null())),
+        has_errors: steps.iter().any(|s| s.get("error").is_some_and(|e| !e.is_null())),
     }
 }
 
@@ -51,10 +45,7 @@ fn preview(value: &Value) -> String {
 /// A taskset task's dedup key: SHA-256 hex of `user_message`, a newline, and
 /// `expected_output` (empty when null).
 pub fn task_content_hash(user_message: &str, expected_output: Option<&str>) -> String {
-    sha256_hex(&format!(
-        "{user_message}\n{}",
-        expected_output.unwrap_or("")
-    ))
+    sha256_hex(&format!("{user_message}\n{}", expected_output.unwrap_or("")))
 }
 
 #[cfg(test)]
@@ -71,38 +62,19 @@ mod tests {
             {"output": {"answer": "done"}, "error": "timeout"}
         ]);
         let summary = summarize_steps(&steps);
-        assert_eq!(
-            summary.input_preview.as_deref().map(|p| p.chars().count()),
-            Some(200)
-        );
-        assert_eq!(
-            summary.output_preview.as_deref(),
-            Some(r#"{"answer":"done"}"#)
-        );
+        assert_eq!(summary.input_preview.as_deref().map(|p| p.chars().count()), Some(200));
+        assert_eq!(summary.output_preview.as_deref(), Some(r#"{"answer":"done"}"#));
         assert_eq!(summary.step_count, 3);
         assert!(summary.has_errors);
         let clean = summarize_steps(&json!([{"input": "hi", "error": null}]));
-        assert_eq!(
-            (
-                clean.input_preview.as_deref(),
-                clean.output_preview,
-                clean.has_errors
-            ),
-            (Some("hi"), None, false)
-        );
+        assert_eq!((clean.input_preview.as_deref(), clean.output_preview, clean.has_errors), (Some("hi"), None, false));
         assert_eq!(summarize_steps(&json!({})).step_count, 0);
     }
 
     #[test]
     fn content_hash_treats_null_as_empty() {
-        assert_eq!(
-            task_content_hash("a", None),
-            task_content_hash("a", Some(""))
-        );
-        assert_ne!(
-            task_content_hash("a", Some("b")),
-            task_content_hash("a\nb", None)
-        );
+        assert_eq!(task_content_hash("a", None), task_content_hash("a", Some("")));
+        assert_ne!(task_content_hash("a", Some("b")), task_content_hash("a\nb", None));
         assert_eq!(task_content_hash("a", Some("b")), sha256_hex("a\nb"));
     }
 }

@@ -64,17 +64,12 @@ impl AppError {
 
     /// `BAD_USER_INPUT` naming a field.
     pub fn bad_input(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self::BadUserInput {
-            message: message.into(),
-            field: Some(field.into()),
-        }
+        Self::BadUserInput { message: message.into(), field: Some(field.into()) }
     }
 
     /// `UNAUTHENTICATED` with the standard message.
     pub fn unauthenticated() -> Self {
-        Self::Unauthenticated(
-            "authentication required: send `Authorization: Bearer <token>`".into(),
-        )
+        Self::Unauthenticated("authentication required: send `Authorization: Bearer <token>`".into())
     }
 
     /// An internal error: the detail is logged now and never sent to the client.
@@ -94,29 +89,20 @@ impl From<DieselError> for AppError {
                     .constraint_name()
                     .map(str::to_owned)
                     .unwrap_or_else(|| unique_key_from_message(info.message()));
-                Self::Conflict {
-                    message: format!("a row with the same `{key}` already exists"),
-                    key,
-                }
+                Self::Conflict { message: format!("a row with the same `{key}` already exists"), key }
             }
-            DieselError::DatabaseError(DatabaseErrorKind::ForeignKeyViolation, info) => {
-                Self::BadUserInput {
-                    message: "a referenced row does not exist".into(),
-                    field: info.column_name().map(str::to_owned),
-                }
-            }
-            DieselError::DatabaseError(DatabaseErrorKind::CheckViolation, info) => {
-                Self::BadUserInput {
-                    message: "a value is out of its allowed range or set".into(),
-                    field: info.constraint_name().map(str::to_owned),
-                }
-            }
-            DieselError::DatabaseError(DatabaseErrorKind::NotNullViolation, info) => {
-                Self::BadUserInput {
-                    message: "a required value is missing".into(),
-                    field: info.column_name().map(str::to_owned),
-                }
-            }
+            DieselError::DatabaseError(DatabaseErrorKind::ForeignKeyViolation, info) => Self::BadUserInput {
+                message: "a referenced row does not exist".into(),
+                field: info.column_name().map(str::to_owned),
+            },
+            DieselError::DatabaseError(DatabaseErrorKind::CheckViolation, info) => Self::BadUserInput {
+                message: "a value is out of its allowed range or set".into(),
+                field: info.constraint_name().map(str::to_owned),
+            },
+            DieselError::DatabaseError(DatabaseErrorKind::NotNullViolation, info) => Self::BadUserInput {
+                message: "a required value is missing".into(),
+                field: info.column_name().map(str::to_owned),
+            },
             _ => Self::internal(error),
         }
     }
@@ -131,10 +117,7 @@ fn unique_key_from_message(message: &str) -> String {
     let mut table = None;
     let mut names = Vec::new();
     for qualified in columns.split(',') {
-        let (t, c) = qualified
-            .trim()
-            .split_once('.')
-            .unwrap_or(("", qualified.trim()));
+        let (t, c) = qualified.trim().split_once('.').unwrap_or(("", qualified.trim()));
         table.get_or_insert(t.to_owned());
         names.push(c.to_owned());
     }
@@ -161,9 +144,7 @@ impl From<AppError> for async_graphql::Error {
         async_graphql::Error::new(error.message()).extend_with(|_, ext| {
             ext.set("code", error.code());
             match &error {
-                AppError::BadUserInput {
-                    field: Some(field), ..
-                } => ext.set("field", field.as_str()),
+                AppError::BadUserInput { field: Some(field), .. } => ext.set("field", field.as_str()),
                 AppError::Conflict { key, .. } => ext.set("key", key.as_str()),
                 _ => {}
             }
@@ -181,15 +162,10 @@ mod tests {
     #[test]
     fn sqlite_unique_messages_name_the_key() {
         assert_eq!(
-            unique_key_from_message(
-                "UNIQUE constraint failed: traces.workspace_id, traces.source, traces.trace_id"
-            ),
+            unique_key_from_message("UNIQUE constraint failed: traces.workspace_id, traces.source, traces.trace_id"),
             "traces_workspace_id_source_trace_id_key"
         );
-        assert_eq!(
-            unique_key_from_message("UNIQUE constraint failed: users.email"),
-            "users_email_key"
-        );
+        assert_eq!(unique_key_from_message("UNIQUE constraint failed: users.email"), "users_email_key");
     }
 
     #[test]

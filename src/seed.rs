@@ -162,9 +162,7 @@ pub async fn run(db: &Db, config: &Config) -> anyhow::Result<SeedOutcome> {
         platform: IntegrationPlatform::Langfuse,
         api_key_encrypted: config.secrets.seal("sk-lf-demo-0000000000000000"),
         base_url: Some("https://cloud.langfuse.com".into()),
-        config: Some(Json(
-            json!({"project": "support-bot", "sync_interval_minutes": 15}),
-        )),
+        config: Some(Json(json!({"project": "support-bot", "sync_interval_minutes": 15}))),
         status: IntegrationStatus::Active,
         error_message: None,
         last_synced_at: Some(at(60)),
@@ -214,23 +212,11 @@ pub async fn run(db: &Db, config: &Config) -> anyhow::Result<SeedOutcome> {
     let mut traces = Vec::new();
     let mut feedback_rows = Vec::new();
     let mut executions = Vec::new();
-    for (
-        i,
-        DemoRun {
-            question,
-            tool,
-            result,
-            error,
-            answer,
-            rating,
-        },
-    ) in RUNS.iter().enumerate()
-    {
+    for (i, DemoRun { question, tool, result, error, answer, rating }) in RUNS.iter().enumerate() {
         let n = i as u64 + 1;
         let minute = 10 + 10 * i as i64;
         let trace_id = demo_id("trace", n);
-        let tool_output: serde_json::Value =
-            serde_json::from_str(result).expect("demo tool output is JSON");
+        let tool_output: serde_json::Value = serde_json::from_str(result).expect("demo tool output is JSON");
         let steps = json!([
             {"type": "llm_call", "input": question, "output": format!("Calling {tool}"), "error": null},
             {"type": "tool_call", "name": tool, "input": {"query": question}, "output": tool_output, "error": error},
@@ -281,12 +267,7 @@ pub async fn run(db: &Db, config: &Config) -> anyhow::Result<SeedOutcome> {
             trace_id,
             predicted_result: Some(pass),
             predicted_reason: Some(
-                if pass {
-                    "The answer resolves the request."
-                } else {
-                    "The answer ignores the request."
-                }
-                .into(),
+                if pass { "The answer resolves the request." } else { "The answer ignores the request." }.into(),
             ),
             execution_time_ms: Some(40 + n as i64),
             error: None,
@@ -377,25 +358,18 @@ pub async fn run(db: &Db, config: &Config) -> anyhow::Result<SeedOutcome> {
         .iter()
         .enumerate()
         .filter(|(_, run)| run.rating == FeedbackRating::Positive)
-        .map(
-            |(
-                i,
-                DemoRun {
-                    question, answer, ..
-                },
-            )| taskset_task::NewRow {
-                id: demo_id("taskset_task", i as u64 + 1),
-                taskset_id: taskset_id.clone(),
-                user_message: (*question).into(),
-                expected_output: Some((*answer).into()),
-                source: TasksetTaskSource::Trace,
-                source_trace_id: Some(demo_id("trace", i as u64 + 1)),
-                content_hash: task_content_hash(question, Some(answer)),
-                metadata: None,
-                created_at: at(101),
-                updated_at: at(101),
-            },
-        )
+        .map(|(i, DemoRun { question, answer, .. })| taskset_task::NewRow {
+            id: demo_id("taskset_task", i as u64 + 1),
+            taskset_id: taskset_id.clone(),
+            user_message: (*question).into(),
+            expected_output: Some((*answer).into()),
+            source: TasksetTaskSource::Trace,
+            source_trace_id: Some(demo_id("trace", i as u64 + 1)),
+            content_hash: task_content_hash(question, Some(answer)),
+            metadata: None,
+            created_at: at(101),
+            updated_at: at(101),
+        })
         .collect::<Vec<_>>();
     let workflow_id = demo_id("workflow", 1);
     let node_ids = ["import", "evaluate", "report"];
@@ -471,11 +445,7 @@ pub async fn run(db: &Db, config: &Config) -> anyhow::Result<SeedOutcome> {
         ($conn:ident, $table:path, $rows:expr) => {{
             let mut inserted = 0;
             for row in $rows.iter() {
-                inserted += diesel::insert_into($table)
-                    .values(row)
-                    .on_conflict_do_nothing()
-                    .execute($conn)
-                    .await?;
+                inserted += diesel::insert_into($table).values(row).on_conflict_do_nothing().execute($conn).await?;
             }
             inserted
         }};
@@ -498,13 +468,7 @@ pub async fn run(db: &Db, config: &Config) -> anyhow::Result<SeedOutcome> {
         insert_all!(conn, schema::workflows::table, workflows);
         insert_all!(conn, schema::executions::table, workflow_executions);
         insert_all!(conn, schema::execution_steps::table, steps);
-        Ok::<usize, diesel::result::Error>(insert_all!(
-            conn,
-            schema::api_tokens::table,
-            [token_row]
-        ))
+        Ok::<usize, diesel::result::Error>(insert_all!(conn, schema::api_tokens::table, [token_row]))
     })?;
-    Ok(SeedOutcome {
-        new_token: (token_created == 1).then_some(token),
-    })
+    Ok(SeedOutcome { new_token: (token_created == 1).then_some(token) })
 }

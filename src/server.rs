@@ -35,20 +35,13 @@ pub struct AppState {
 impl AppState {
     /// The state for a database and a configuration.
     pub fn new(db: Db, config: Config) -> Self {
-        Self {
-            db,
-            schema: build_schema(),
-            config: Arc::new(config),
-        }
+        Self { db, schema: build_schema(), config: Arc::new(config) }
     }
 }
 
 /// The application's router.
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/graphql", get(graphql_get).post(graphql_post))
-        .route("/health", get(health))
-        .with_state(state)
+    Router::new().route("/graphql", get(graphql_get).post(graphql_post)).route("/health", get(health)).with_state(state)
 }
 
 /// Resolves the caller from the request headers.
@@ -65,73 +58,44 @@ async fn viewer(state: &AppState, headers: &HeaderMap) -> Result<Viewer, AppErro
 
 /// A request-level error in GraphQL's response shape.
 fn error_response(status: StatusCode, error: AppError) -> Response {
-    let body =
-        json!({"errors": [{"message": error.message(), "extensions": {"code": error.code()}}]});
+    let body = json!({"errors": [{"message": error.message(), "extensions": {"code": error.code()}}]});
     (status, Json(body)).into_response()
 }
 
 /// Data responses are private to the caller: never cached by shared caches.
 fn private(mut response: Response) -> Response {
     let headers = response.headers_mut();
-    headers.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("private, no-store"),
-    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-store"));
     headers.insert(header::VARY, HeaderValue::from_static("Authorization"));
     response
 }
 
 /// Resolves the caller and what they may see, or the response that refuses them.
 async fn caller(state: &AppState, headers: &HeaderMap) -> Result<Option<Arc<Access>>, Response> {
-    let viewer = viewer(state, headers)
-        .await
-        .map_err(|e| error_response(StatusCode::UNAUTHORIZED, e))?;
-    access_of(&state.db, &viewer)
-        .await
-        .map_err(|e| error_response(StatusCode::INTERNAL_SERVER_ERROR, e))
+    let viewer = viewer(state, headers).await.map_err(|e| error_response(StatusCode::UNAUTHORIZED, e))?;
+    access_of(&state.db, &viewer).await.map_err(|e| error_response(StatusCode::INTERNAL_SERVER_ERROR, e))
 }
 
-async fn graphql_post(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    request: GraphQLBatchRequest,
-) -> Response {
+async fn graphql_post(State(state): State<AppState>, headers: HeaderMap, request: GraphQLBatchRequest) -> Response {
     let access = match caller(&state, &headers).await {
         Ok(access) => access,
         Err(response) => return response,
     };
     let batch = match request.into_inner() {
-        BatchRequest::Single(request) => {
-            BatchRequest::Single(with_request_data(request, &state.db, access))
+        BatchRequest::Single(request) => BatchRequest::Single(with_request_data(request, &state.db, access)),
+        BatchRequest::Batch(requests) => {
+            BatchRequest::Batch(requests.into_iter().map(|r| with_request_data(r, &state.db, access.clone())).collect())
         }
-        BatchRequest::Batch(requests) => BatchRequest::Batch(
-            requests
-                .into_iter()
-                .map(|r| with_request_data(r, &state.db, access.clone()))
-                .collect(),
-        ),
     };
     private(GraphQLResponse::from(state.schema.execute_batch(batch).await).into_response())
 }
 
-async fn graphql_get(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    RawQuery(query): RawQuery,
-) -> Response {
-    let wants_html = headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|accept| accept.contains("text/html"));
+async fn graphql_get(State(state): State<AppState>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
+    let wants_html =
+        headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|accept| accept.contains("text/html"));
     let query = query.unwrap_or_default();
     if wants_html || query.is_empty() {
-        return Html(
-            GraphiQLSource::build()
-                .endpoint("/graphql")
-                .title("iofold-graph")
-                .finish(),
-        )
-        .into_response();
+        return Html(GraphiQLSource::build().endpoint("/graphql").title("iofold-graph").finish()).into_response();
     }
     let request = match async_graphql::http::parse_query_string(&query) {
         Ok(request) => request,
@@ -173,10 +137,7 @@ async fn health(State(state): State<AppState>) -> Response {
 }
 
 fn unhealthy(backend: &str) -> Response {
-    (
-        StatusCode::SERVICE_UNAVAILABLE,
-        Json(json!({"status": "error", "database": "unreachable", "backend": backend})),
-    )
+    (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "error", "database": "unreachable", "backend": backend})))
         .into_response()
 }
 
@@ -196,9 +157,7 @@ pub async fn serve(state: AppState) -> anyhow::Result<()> {
         })
     };
     tracing::info!(address = %listener.local_addr()?, backend = db.backend().name(), "listening");
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown_signal()).await?;
     idle.abort();
     if let Err(error) = db.checkpoint().await {
         tracing::warn!(%error, "could not checkpoint the SQLite WAL");

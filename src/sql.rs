@@ -133,11 +133,7 @@ pub enum Cond {
 impl Cond {
     /// Case-sensitive `LIKE`.
     pub fn like(column: &'static str, pattern: &str) -> Cond {
-        Cond::Like {
-            column,
-            like: Bind::Text(pattern.to_owned()),
-            glob: Bind::Text(like_to_glob(pattern)),
-        }
+        Cond::Like { column, like: Bind::Text(pattern.to_owned()), glob: Bind::Text(like_to_glob(pattern)) }
     }
 
     /// All of `conds`, simplified.
@@ -222,27 +218,21 @@ pub struct Select {
 impl Select {
     /// Every row of `table` matching `filter`.
     pub fn rows(table: &'static Table, filter: Cond) -> Self {
-        Self {
-            table,
-            projection: Projection::Rows,
-            filter,
-            order: Vec::new(),
-            limit: None,
-            per: None,
-        }
+        Self { table, projection: Projection::Rows, filter, order: Vec::new(), limit: None, per: None }
     }
 
     /// The ids of the rows of `table` matching `filter` (for subqueries).
     pub fn ids(table: &'static Table, filter: Cond) -> Self {
-        Self {
-            projection: Projection::Id,
-            ..Self::rows(table, filter)
-        }
+        Self { projection: Projection::Id, ..Self::rows(table, filter) }
     }
 }
 
 /// How the two backends spell what they spell differently.
 pub trait Dialect: diesel::backend::Backend {
+    /// How to fold ASCII letters (only) to lower case: the text before and after the
+    /// expression. SQLite's `lower()` folds only ASCII; PostgreSQL's folds every letter,
+    /// so it uses `translate()`.
+    const ASCII_LOWER: (&'static str, &'static str);
     /// Writes a case-sensitive `LIKE` (`%`, `_`, backslash escapes).
     fn like<'b>(
         out: &mut AstPass<'_, 'b, Self>,
@@ -252,12 +242,7 @@ pub trait Dialect: diesel::backend::Backend {
         glob: &'b Bind,
     ) -> QueryResult<()>;
     /// Writes "the JSON object has this top-level key".
-    fn json_has_key<'b>(
-        out: &mut AstPass<'_, 'b, Self>,
-        table: &str,
-        column: &str,
-        key: &'b Bind,
-    ) -> QueryResult<()>;
+    fn json_has_key<'b>(out: &mut AstPass<'_, 'b, Self>, table: &str, column: &str, key: &'b Bind) -> QueryResult<()>;
     /// Writes "the JSON object has this top-level key with exactly this value".
     fn json_key_equals<'b>(
         out: &mut AstPass<'_, 'b, Self>,
@@ -279,6 +264,9 @@ fn push_column<DB: diesel::backend::Backend>(
 }
 
 impl Dialect for Pg {
+    const ASCII_LOWER: (&'static str, &'static str) =
+        ("translate(", ", 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz')");
+
     fn like<'b>(
         out: &mut AstPass<'_, 'b, Self>,
         table: &str,
@@ -293,12 +281,7 @@ impl Dialect for Pg {
         Ok(())
     }
 
-    fn json_has_key<'b>(
-        out: &mut AstPass<'_, 'b, Self>,
-        table: &str,
-        column: &str,
-        key: &'b Bind,
-    ) -> QueryResult<()> {
+    fn json_has_key<'b>(out: &mut AstPass<'_, 'b, Self>, table: &str, column: &str, key: &'b Bind) -> QueryResult<()> {
         out.push_sql("(jsonb_typeof(");
         push_column(out, table, column)?;
         out.push_sql(") = 'object' AND jsonb_exists(");
@@ -330,6 +313,8 @@ impl Dialect for Pg {
 }
 
 impl Dialect for Sqlite {
+    const ASCII_LOWER: (&'static str, &'static str) = ("lower(", ")");
+
     fn like<'b>(
         out: &mut AstPass<'_, 'b, Self>,
         table: &str,
@@ -343,12 +328,7 @@ impl Dialect for Sqlite {
         glob.walk_ast(out.reborrow())
     }
 
-    fn json_has_key<'b>(
-        out: &mut AstPass<'_, 'b, Self>,
-        table: &str,
-        column: &str,
-        key: &'b Bind,
-    ) -> QueryResult<()> {
+    fn json_has_key<'b>(out: &mut AstPass<'_, 'b, Self>, table: &str, column: &str, key: &'b Bind) -> QueryResult<()> {
         out.push_sql("(json_type(");
         push_column(out, table, column)?;
         out.push_sql(") = 'object' AND EXISTS (SELECT 1 FROM json_each(");
@@ -380,11 +360,12 @@ impl Dialect for Sqlite {
         value.walk_ast(out.reborrow())?;
         out.push_sql(", '$') WHEN 'real' THEN iofold_j.type IN ('integer', 'real') AND iofold_j.value = json_extract(");
         value.walk_ast(out.reborrow())?;
-        out.push_sql(
-            ", '$') WHEN 'text' THEN iofold_j.type = 'text' AND iofold_j.value = json_extract(",
-        );
+        out.push_sql(", '$') WHEN 'text' THEN iofold_j.type = 'text' AND iofold_j.value = json_extract(");
         value.walk_ast(out.reborrow())?;
-        out.push_sql(", '$') ELSE iofold_j.type = json_type(");
+        out.push_sql(
+            ", '$') WHEN 'true' THEN iofold_j.type = 'true' WHEN 'false' THEN iofold_j.type = 'false' \
+             WHEN 'null' THEN iofold_j.type = 'null' ELSE iofold_j.type = json_type(",
+        );
         value.walk_ast(out.reborrow())?;
         out.push_sql(") AND json(iofold_j.value) = json(");
         value.walk_ast(out.reborrow())?;
@@ -433,10 +414,7 @@ pub struct Prepared<DB> {
 impl Select {
     /// The query for backend `DB`.
     pub fn prepare<DB: Dialect>(self) -> Prepared<DB> {
-        Prepared {
-            select: self,
-            marker: std::marker::PhantomData,
-        }
+        Prepared { select: self, marker: std::marker::PhantomData }
     }
 }
 
@@ -508,10 +486,7 @@ where
         push_column(out, table, column)?;
     }
     if !select.order.is_empty()
-        && matches!(
-            select.projection,
-            Projection::Rows | Projection::Id | Projection::Column(_)
-        )
+        && matches!(select.projection, Projection::Rows | Projection::Id | Projection::Column(_))
     {
         out.push_sql(" ORDER BY ");
         write_order(table, &select.order, out)?;
@@ -535,11 +510,7 @@ where
     Ok(())
 }
 
-fn write_order<DB: Dialect>(
-    table: &str,
-    order: &[OrderKey],
-    out: &mut AstPass<'_, '_, DB>,
-) -> QueryResult<()> {
+fn write_order<DB: Dialect>(table: &str, order: &[OrderKey], out: &mut AstPass<'_, '_, DB>) -> QueryResult<()> {
     for (i, key) in order.iter().enumerate() {
         if i > 0 {
             out.push_sql(", ");
@@ -586,11 +557,7 @@ where
         Cond::True => out.push_sql("1 = 1"),
         Cond::False => out.push_sql("1 = 0"),
         Cond::And(conds) | Cond::Or(conds) => {
-            let separator = if matches!(cond, Cond::And(_)) {
-                " AND "
-            } else {
-                " OR "
-            };
+            let separator = if matches!(cond, Cond::And(_)) { " AND " } else { " OR " };
             out.push_sql("(");
             write_list(conds, separator, out, |c, out| write_cond(table, c, out))?;
             out.push_sql(")");
@@ -621,16 +588,18 @@ where
         }
         Cond::Like { column, like, glob } => DB::like(out, table, column, like, glob)?,
         Cond::ILike(column, pattern) => {
-            out.push_sql("lower(");
+            let (open, close) = DB::ASCII_LOWER;
+            out.push_sql(open);
             push_column(out, table, column)?;
-            out.push_sql(") LIKE lower(");
+            out.push_sql(close);
+            out.push_sql(" LIKE ");
+            out.push_sql(open);
             pattern.walk_ast(out.reborrow())?;
-            out.push_sql(") ESCAPE '\\'");
+            out.push_sql(close);
+            out.push_sql(" ESCAPE '\\'");
         }
         Cond::JsonHasKey(column, key) => DB::json_has_key(out, table, column, key)?,
-        Cond::JsonKeyEquals(column, key, value) => {
-            DB::json_key_equals(out, table, column, key, value)?
-        }
+        Cond::JsonKeyEquals(column, key, value) => DB::json_key_equals(out, table, column, key, value)?,
         Cond::InSelect(column, select) => {
             push_column(out, table, column)?;
             out.push_sql(" IN (");

@@ -63,9 +63,8 @@ where
             work(Harness::Sqlite(&mut conn))
         }
         DatabaseUrl::Postgres(pg) => {
-            let mut conn =
-                <AsyncConnectionWrapper<AsyncPgConnection> as diesel::Connection>::establish(pg)
-                    .context("cannot connect to PostgreSQL")?;
+            let mut conn = <AsyncConnectionWrapper<AsyncPgConnection> as diesel::Connection>::establish(pg)
+                .context("cannot connect to PostgreSQL")?;
             work(Harness::Postgres(&mut conn))
         }
     })
@@ -125,8 +124,6 @@ where
             status.unknown.join(", ")
         );
     }
-    let applied = harness
-        .run_pending_migrations(source)
-        .map_err(|e| anyhow!("migration failed: {e}"))?;
+    let applied = harness.run_pending_migrations(source).map_err(|e| anyhow!("migration failed: {e}"))?;
     Ok(applied.iter().map(|v| v.to_string()).collect())
 }

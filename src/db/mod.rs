@@ -19,7 +19,7 @@ use diesel::connection::{Instrumentation, InstrumentationEvent};
 use diesel::connection::SimpleConnection;
 use diesel::sqlite::SqliteConnection;
 use diesel_async::pooled_connection::deadpool::{self as dp, BuildError, PoolError};
-use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
+use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod};
 use diesel_async::sync_connection_wrapper::SyncConnectionWrapper;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 
@@ -54,12 +54,12 @@ impl DatabaseUrl {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             return Ok(Self::Postgres(url.to_owned()));
         }
-        let path = url
-            .strip_prefix("sqlite://")
-            .or_else(|| url.strip_prefix("sqlite:"))
-            .unwrap_or(url);
+        let path = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).unwrap_or(url);
         if path.is_empty() {
-            return Err("DATABASE_URL is empty: leave it unset for ./iofold.db, or give a SQLite path or a postgres:// URL".into());
+            return Err(
+                "DATABASE_URL is empty: leave it unset for ./iofold.db, or give a SQLite path or a postgres:// URL"
+                    .into(),
+            );
         }
         if path == ":memory:" || path.contains("mode=memory") {
             return Err("DATABASE_URL: an in-memory SQLite database is not supported (every pooled connection would see its own empty database); give a file path".into());
@@ -194,9 +194,7 @@ macro_rules! with_tx {
             }
             $crate::db::Pool::Sqlite(pool) => {
                 let mut pooled = pool.get().await?;
-                pooled
-                    .immediate_transaction(async |$conn: &mut $crate::db::SqliteConn| $body)
-                    .await
+                pooled.immediate_transaction(async |$conn: &mut $crate::db::SqliteConn| $body).await
             }
         }
     };
@@ -217,15 +215,15 @@ impl Db {
         let pool = match url {
             DatabaseUrl::Postgres(url) => {
                 let mut config = ManagerConfig::<AsyncPgConnection>::default();
+                config.recycling_method = RecyclingMethod::Fast;
                 let recorded = stats.clone();
-                config.custom_setup =
-                    Box::new(move |url| Box::pin(establish_pg(url.to_owned(), recorded.clone())));
-                let manager =
-                    AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(url, config);
+                config.custom_setup = Box::new(move |url| Box::pin(establish_pg(url.to_owned(), recorded.clone())));
+                let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(url, config);
                 Pool::Postgres(build_pool(manager, options)?)
             }
             DatabaseUrl::Sqlite(path) => {
                 let mut config = ManagerConfig::<SqliteConn>::default();
+                config.recycling_method = RecyclingMethod::Fast;
                 let recorded = stats.clone();
                 config.custom_setup = Box::new(move |path| {
                     let recorded = recorded.clone();
@@ -236,8 +234,7 @@ impl Db {
                         Ok(conn)
                     })
                 });
-                let manager =
-                    AsyncDieselConnectionManager::<SqliteConn>::new_with_config(path, config);
+                let manager = AsyncDieselConnectionManager::<SqliteConn>::new_with_config(path, config);
                 Pool::Sqlite(build_pool(manager, options)?)
             }
         };
@@ -291,8 +288,7 @@ impl Db {
     pub async fn checkpoint(&self) -> Result<(), DbError> {
         if let Pool::Sqlite(pool) = &self.pool {
             let mut conn = pool.get().await?;
-            conn.batch_execute("PRAGMA wal_checkpoint(TRUNCATE)")
-                .await?;
+            conn.batch_execute("PRAGMA wal_checkpoint(TRUNCATE)").await?;
         }
         Ok(())
     }
@@ -312,10 +308,7 @@ fn build_pool<M: deadpool::managed::Manager>(
 }
 
 /// Opens a PostgreSQL connection that records its statements.
-async fn establish_pg(
-    url: String,
-    stats: Arc<Stats>,
-) -> diesel::ConnectionResult<AsyncPgConnection> {
+async fn establish_pg(url: String, stats: Arc<Stats>) -> diesel::ConnectionResult<AsyncPgConnection> {
     let mut conn = AsyncPgConnection::establish(&url).await?;
     conn.set_instrumentation(Recorder { stats });
     Ok(conn)
@@ -326,9 +319,7 @@ async fn establish_pg(
 /// at checkpoints, safe with WAL) and foreign keys on.
 pub async fn establish_sqlite(path: String) -> diesel::ConnectionResult<SqliteConn> {
     let mut conn = SqliteConn::establish(&path).await?;
-    conn.batch_execute(&sqlite_pragmas())
-        .await
-        .map_err(|e| diesel::ConnectionError::BadConnection(e.to_string()))?;
+    conn.batch_execute(&sqlite_pragmas()).await.map_err(|e| diesel::ConnectionError::BadConnection(e.to_string()))?;
     Ok(conn)
 }
 
@@ -344,8 +335,7 @@ pub fn sqlite_pragmas() -> String {
 pub fn establish_sqlite_sync(path: &str) -> diesel::ConnectionResult<SqliteConnection> {
     use diesel::Connection;
     let mut conn = SqliteConnection::establish(path)?;
-    conn.batch_execute(&sqlite_pragmas())
-        .map_err(|e| diesel::ConnectionError::BadConnection(e.to_string()))?;
+    conn.batch_execute(&sqlite_pragmas()).map_err(|e| diesel::ConnectionError::BadConnection(e.to_string()))?;
     Ok(conn)
 }
 

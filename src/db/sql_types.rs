@@ -126,8 +126,7 @@ impl ToSql<UtcTimestamp, Pg> for Timestamp {
 
 impl FromSql<UtcTimestamp, Pg> for Timestamp {
     fn from_sql(value: PgValue<'_>) -> deserialize::Result<Self> {
-        <DateTime<Utc> as FromSql<sql_types::Timestamptz, Pg>>::from_sql(value)
-            .map(Self::from_datetime)
+        <DateTime<Utc> as FromSql<sql_types::Timestamptz, Pg>>::from_sql(value).map(Self::from_datetime)
     }
 }
 

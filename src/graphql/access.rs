@@ -28,34 +28,21 @@ pub enum Access {
 impl Access {
     /// The rows of `table` the caller may see.
     pub fn scope(&self, table: &'static Table) -> Cond {
-        let Access::Member {
-            user_id,
-            workspaces,
-        } = self
-        else {
+        let Access::Member { user_id, workspaces } = self else {
             return Cond::True;
         };
-        let in_workspaces = |column: &'static str| {
-            Cond::In(column, workspaces.iter().cloned().map(Bind::Text).collect())
-        };
+        let in_workspaces =
+            |column: &'static str| Cond::In(column, workspaces.iter().cloned().map(Bind::Text).collect());
         match table.scope {
             Scope::Tenant => in_workspaces("id"),
             Scope::Workspace(column) => in_workspaces(column),
-            Scope::Parent {
-                column,
-                table: parent,
-            } => match catalog::table(parent) {
-                Some(parent) => {
-                    Cond::InSelect(column, Box::new(Select::ids(parent, self.scope(parent))))
-                }
+            Scope::Parent { column, table: parent } => match catalog::table(parent) {
+                Some(parent) => Cond::InSelect(column, Box::new(Select::ids(parent, self.scope(parent)))),
                 None => Cond::False,
             },
-            Scope::User(column) => {
-                Cond::Cmp(column, crate::sql::CmpOp::Eq, Bind::Text(user_id.clone()))
-            }
+            Scope::User(column) => Cond::Cmp(column, crate::sql::CmpOp::Eq, Bind::Text(user_id.clone())),
             Scope::SharedUsers => {
-                let members = catalog::table("workspace_members")
-                    .expect("workspace_members is in the catalog");
+                let members = catalog::table("workspace_members").expect("workspace_members is in the catalog");
                 let mut co_members = Select::ids(members, in_workspaces("workspace_id"));
                 co_members.projection = crate::sql::Projection::Column("user_id");
                 Cond::any(vec![
@@ -95,14 +82,8 @@ fn pinned(table: &'static Table, workspace_id: &str) -> Cond {
     match table.scope {
         Scope::Tenant => Cond::Cmp("id", crate::sql::CmpOp::Eq, workspace()),
         Scope::Workspace(column) => Cond::Cmp(column, crate::sql::CmpOp::Eq, workspace()),
-        Scope::Parent {
-            column,
-            table: parent,
-        } => match catalog::table(parent) {
-            Some(parent) => Cond::InSelect(
-                column,
-                Box::new(Select::ids(parent, pinned(parent, workspace_id))),
-            ),
+        Scope::Parent { column, table: parent } => match catalog::table(parent) {
+            Some(parent) => Cond::InSelect(column, Box::new(Select::ids(parent, pinned(parent, workspace_id)))),
             None => Cond::False,
         },
         // Not workspace data: their lists take no workspace.

@@ -55,11 +55,7 @@ pub fn parse(table: &'static Table, value: &GqlValue, path: &str) -> AppResult<C
                     .enumerate()
                     .map(|(i, item)| parse(table, item, &format!("{here}[{i}]")))
                     .collect::<AppResult<Vec<_>>>()?;
-                conds.push(if name == "and" {
-                    Cond::all(parsed)
-                } else {
-                    Cond::any(parsed)
-                });
+                conds.push(if name == "and" { Cond::all(parsed) } else { Cond::any(parsed) });
             }
             "not" => {
                 if !matches!(value, GqlValue::Null) {
@@ -67,16 +63,10 @@ pub fn parse(table: &'static Table, value: &GqlValue, path: &str) -> AppResult<C
                 }
             }
             field => {
-                let column = table
-                    .columns
-                    .iter()
-                    .find(|c| names::column_field(c) == field && !names::is_secret(c))
-                    .ok_or_else(|| {
-                        AppError::bad_input(
-                            &here,
-                            format!("`{field}` is not a field of {}", table.type_name),
-                        )
-                    })?;
+                let column =
+                    table.columns.iter().find(|c| names::column_field(c) == field && !names::is_secret(c)).ok_or_else(
+                        || AppError::bad_input(&here, format!("`{field}` is not a field of {}", table.type_name)),
+                    )?;
                 conds.push(column_filter(table, column, value, &here)?);
             }
         }
@@ -84,21 +74,11 @@ pub fn parse(table: &'static Table, value: &GqlValue, path: &str) -> AppResult<C
     Ok(Cond::all(conds))
 }
 
-fn column_filter(
-    table: &Table,
-    column: &'static Column,
-    value: &GqlValue,
-    path: &str,
-) -> AppResult<Cond> {
+fn column_filter(table: &Table, column: &'static Column, value: &GqlValue, path: &str) -> AppResult<Cond> {
     let ops = match value {
         GqlValue::Null => return Ok(Cond::True),
         GqlValue::Object(ops) => ops,
-        _ => {
-            return Err(AppError::bad_input(
-                path,
-                "a column filter is an object of operators",
-            ))
-        }
+        _ => return Err(AppError::bad_input(path, "a column filter is an object of operators")),
     };
     let col = column.name;
     let mut conds = Vec::new();
@@ -120,10 +100,7 @@ fn column_filter(
             "gt" => Cond::Cmp(col, CmpOp::Gt, one(operand)?),
             "gte" => Cond::Cmp(col, CmpOp::Gte, one(operand)?),
             "in" => Cond::In(col, list(operand)?),
-            "notIn" => Cond::all(vec![
-                Cond::IsNull(col, false),
-                Cond::Not(Box::new(Cond::In(col, list(operand)?))),
-            ]),
+            "notIn" => Cond::all(vec![Cond::IsNull(col, false), Cond::Not(Box::new(Cond::In(col, list(operand)?)))]),
             "isNull" => match operand {
                 GqlValue::Boolean(null) => Cond::IsNull(col, *null),
                 _ => return Err(AppError::bad_input(&here, "`isNull` takes a boolean")),
@@ -139,18 +116,11 @@ fn column_filter(
                 Cond::all(
                     object
                         .into_iter()
-                        .map(|(key, value)| {
-                            Cond::JsonKeyEquals(col, Bind::Text(key), Bind::Json(Json(value)))
-                        })
+                        .map(|(key, value)| Cond::JsonKeyEquals(col, Bind::Text(key), Bind::Json(Json(value))))
                         .collect(),
                 )
             }
-            other => {
-                return Err(AppError::bad_input(
-                    &here,
-                    format!("unknown operator `{other}`"),
-                ))
-            }
+            other => return Err(AppError::bad_input(&here, format!("unknown operator `{other}`"))),
         });
     }
     Ok(Cond::all(conds))
@@ -165,15 +135,15 @@ fn text(value: &GqlValue, path: &str) -> AppResult<String> {
 
 /// A GraphQL input value as a bind of the column's kind.
 fn bind(table: &Table, column: &Column, value: &GqlValue, path: &str) -> AppResult<Bind> {
-    let bad = |what: &str| {
-        AppError::bad_input(
-            path,
-            format!("expected {what} for `{}`", names::column_field(column)),
-        )
-    };
+    let bad = |what: &str| AppError::bad_input(path, format!("expected {what} for `{}`", names::column_field(column)));
     Ok(match (column.kind, value) {
-        (Kind::Enum(values), GqlValue::Enum(name)) => {
-            let stored = name.as_str().to_ascii_lowercase();
+        (Kind::Enum(values), GqlValue::Enum(_) | GqlValue::String(_)) => {
+            let name = match value {
+                GqlValue::Enum(name) => name.as_str(),
+                GqlValue::String(name) => name.as_str(),
+                _ => "",
+            };
+            let stored = name.to_ascii_lowercase();
             if !values.contains(&stored.as_str()) {
                 return Err(bad(&format!("a {} value", names::enum_type(table, column))));
             }
@@ -187,9 +157,7 @@ fn bind(table: &Table, column: &Column, value: &GqlValue, path: &str) -> AppResu
         (Kind::Timestamp, GqlValue::String(text)) => {
             Bind::Timestamp(Timestamp::parse(text).map_err(|_| bad("an RFC 3339 date-time"))?)
         }
-        (Kind::Json, other) => {
-            Bind::Json(Json(other.clone().into_json().map_err(|_| bad("JSON"))?))
-        }
+        (Kind::Json, other) => Bind::Json(Json(other.clone().into_json().map_err(|_| bad("JSON"))?)),
         _ => return Err(bad("a value of the column's type")),
     })
 }

@@ -48,13 +48,7 @@ impl ListQuery {
     /// The order the SQL uses: reversed when paging backwards.
     pub fn sql_order(&self) -> Vec<OrderKey> {
         if self.backward {
-            self.order
-                .iter()
-                .map(|k| OrderKey {
-                    desc: !k.desc,
-                    ..*k
-                })
-                .collect()
+            self.order.iter().map(|k| OrderKey { desc: !k.desc, ..*k }).collect()
         } else {
             self.order.clone()
         }
@@ -75,13 +69,7 @@ impl ListQuery {
         } else {
             (more, self.has_cursor)
         };
-        Page {
-            records: rows,
-            has_next,
-            has_prev,
-            order: Arc::new(self.order.clone()),
-            total,
-        }
+        Page { records: rows, has_next, has_prev, order: Arc::new(self.order.clone()), total }
     }
 
     /// A text that identifies the query (for grouping loader keys).
@@ -100,10 +88,10 @@ pub enum Total {
     Known(i64),
     /// A count query to run.
     Count(crate::sql::Select),
-    /// A batched count per parent.
-    Child(crate::graphql::loader::ChildCountKey),
-    /// A batched count per parent through a link table.
-    Linked(crate::graphql::loader::LinkedKey),
+    /// The parent's children matching the filter (counted for the parent's whole group).
+    Children(Record, &'static crate::graphql::names::Relation, Arc<ListQuery>),
+    /// The parent's targets through a link table matching the filter.
+    Linked(Record, &'static crate::graphql::names::Link, Arc<ListQuery>),
 }
 
 /// One page of a connection.
@@ -143,30 +131,18 @@ pub fn order_keys(table: &'static Table, fields: &[(&'static str, bool)]) -> Vec
         if keys.iter().any(|k: &OrderKey| k.column == col.name) {
             continue;
         }
-        keys.push(OrderKey {
-            column: col.name,
-            desc: *desc,
-            nullable: col.nullable,
-        });
+        keys.push(OrderKey { column: col.name, desc: *desc, nullable: col.nullable });
         if col.name == "id" {
             return keys;
         }
     }
     let desc = keys.last().is_some_and(|k| k.desc);
-    keys.push(OrderKey {
-        column: "id",
-        desc,
-        nullable: false,
-    });
+    keys.push(OrderKey { column: "id", desc, nullable: false });
     keys
 }
 
 fn order_fingerprint(order: &[OrderKey]) -> String {
-    order
-        .iter()
-        .map(|k| format!("{}:{}", k.column, if k.desc { "d" } else { "a" }))
-        .collect::<Vec<_>>()
-        .join(",")
+    order.iter().map(|k| format!("{}:{}", k.column, if k.desc { "d" } else { "a" })).collect::<Vec<_>>().join(",")
 }
 
 /// The opaque cursor of a row in an order.
@@ -176,25 +152,14 @@ pub fn encode_cursor(record: &Record, order: &[OrderKey]) -> String {
 }
 
 /// Reads a cursor back into the values of the order's keys (`None` for NULL).
-fn decode_cursor(
-    table: &'static Table,
-    order: &[OrderKey],
-    cursor: &str,
-    arg: &str,
-) -> AppResult<Vec<Option<Bind>>> {
+fn decode_cursor(table: &'static Table, order: &[OrderKey], cursor: &str, arg: &str) -> AppResult<Vec<Option<Bind>>> {
     let bad = |why: &str| AppError::bad_input(arg, format!("invalid cursor: {why}"));
-    let bytes = URL_SAFE_NO_PAD
-        .decode(cursor.trim())
-        .map_err(|_| bad("not a cursor of this API"))?;
-    let value: Value =
-        serde_json::from_slice(&bytes).map_err(|_| bad("not a cursor of this API"))?;
+    let bytes = URL_SAFE_NO_PAD.decode(cursor.trim()).map_err(|_| bad("not a cursor of this API"))?;
+    let value: Value = serde_json::from_slice(&bytes).map_err(|_| bad("not a cursor of this API"))?;
     if value["o"].as_str() != Some(order_fingerprint(order).as_str()) {
         return Err(bad("it belongs to another ordering of this list"));
     }
-    let values = value["v"]
-        .as_array()
-        .filter(|v| v.len() == order.len())
-        .ok_or_else(|| bad("malformed"))?;
+    let values = value["v"].as_array().filter(|v| v.len() == order.len()).ok_or_else(|| bad("malformed"))?;
     order
         .iter()
         .zip(values)
@@ -202,13 +167,8 @@ fn decode_cursor(
             if value.is_null() {
                 return Ok(None);
             }
-            let kind = table
-                .column(key.column)
-                .map(|c| c.kind)
-                .ok_or_else(|| bad("unknown column"))?;
-            bind_of(kind, value)
-                .map(Some)
-                .ok_or_else(|| bad("malformed value"))
+            let kind = table.column(key.column).map(|c| c.kind).ok_or_else(|| bad("unknown column"))?;
+            bind_of(kind, value).map(Some).ok_or_else(|| bad("malformed value"))
         })
         .collect()
 }
@@ -216,9 +176,7 @@ fn decode_cursor(
 /// A JSON value as a bind of a column kind.
 pub fn bind_of(kind: Kind, value: &Value) -> Option<Bind> {
     Some(match kind {
-        Kind::Id | Kind::Text | Kind::Date | Kind::Enum(_) => {
-            Bind::Text(value.as_str()?.to_owned())
-        }
+        Kind::Id | Kind::Text | Kind::Date | Kind::Enum(_) => Bind::Text(value.as_str()?.to_owned()),
         Kind::Int => Bind::Int(value.as_i64()?),
         Kind::Real => Bind::Real(value.as_f64()?),
         Kind::Bool => Bind::Bool(value.as_bool()?),
@@ -281,25 +239,18 @@ impl ListArgs {
     /// Checks the arguments and builds the query.
     pub fn parse(self, table: &'static Table) -> AppResult<ListQuery> {
         let check = |name: &str, size: Option<i64>| match size {
-            Some(n) if !(0..=MAX_PAGE_SIZE).contains(&n) => Err(AppError::bad_input(
-                name,
-                format!("`{name}` must be between 0 and {MAX_PAGE_SIZE}, got {n}"),
-            )),
+            Some(n) if !(0..=MAX_PAGE_SIZE).contains(&n) => {
+                Err(AppError::bad_input(name, format!("`{name}` must be between 0 and {MAX_PAGE_SIZE}, got {n}")))
+            }
             other => Ok(other),
         };
         let first = check("first", self.first)?;
         let last = check("last", self.last)?;
         if first.is_some() && last.is_some() {
-            return Err(AppError::bad_input(
-                "last",
-                "give `first` or `last`, not both",
-            ));
+            return Err(AppError::bad_input("last", "give `first` or `last`, not both"));
         }
         if self.after.is_some() && self.before.is_some() {
-            return Err(AppError::bad_input(
-                "before",
-                "give `after` or `before`, not both",
-            ));
+            return Err(AppError::bad_input("before", "give `after` or `before`, not both"));
         }
         let backward = last.is_some() || (first.is_none() && self.before.is_some());
         let limit = if backward { last } else { first }.unwrap_or(DEFAULT_PAGE_SIZE);
@@ -309,37 +260,16 @@ impl ListArgs {
         };
         let order = order_keys(table, &parse_order(table, self.order_by.as_ref())?);
         let (cursor, has_cursor) = match (&self.after, &self.before) {
-            (Some(after), _) => (
-                keyset(&order, decode_cursor(table, &order, after, "after")?, true),
-                true,
-            ),
-            (_, Some(before)) => (
-                keyset(
-                    &order,
-                    decode_cursor(table, &order, before, "before")?,
-                    false,
-                ),
-                true,
-            ),
+            (Some(after), _) => (keyset(&order, decode_cursor(table, &order, after, "after")?, true), true),
+            (_, Some(before)) => (keyset(&order, decode_cursor(table, &order, before, "before")?, false), true),
             _ => (Cond::True, false),
         };
-        Ok(ListQuery {
-            table,
-            filter,
-            order,
-            cursor,
-            has_cursor,
-            limit,
-            backward,
-        })
+        Ok(ListQuery { table, filter, order, cursor, has_cursor, limit, backward })
     }
 }
 
 /// `orderBy: [{field, direction}]` → `(column, descending)` pairs, or the default order.
-fn parse_order(
-    table: &'static Table,
-    value: Option<&GqlValue>,
-) -> AppResult<Vec<(&'static str, bool)>> {
+fn parse_order(table: &'static Table, value: Option<&GqlValue>) -> AppResult<Vec<(&'static str, bool)>> {
     let items = match value {
         Some(GqlValue::List(items)) if !items.is_empty() => items,
         Some(GqlValue::Object(_)) => std::slice::from_ref(value.unwrap_or(&GqlValue::Null)),
@@ -349,30 +279,23 @@ fn parse_order(
         .iter()
         .map(|item| {
             let GqlValue::Object(fields) = item else {
-                return Err(AppError::bad_input(
-                    "orderBy",
-                    "each ordering is an object {field, direction}",
-                ));
+                return Err(AppError::bad_input("orderBy", "each ordering is an object {field, direction}"));
             };
             let field = match fields.get("field") {
                 Some(GqlValue::Enum(name)) => name.as_str().to_ascii_lowercase(),
                 Some(GqlValue::String(name)) => name.to_ascii_lowercase(),
-                _ => {
-                    return Err(AppError::bad_input(
-                        "orderBy.field",
-                        "an ordering needs a field",
-                    ))
-                }
+                _ => return Err(AppError::bad_input("orderBy.field", "an ordering needs a field")),
             };
             let column = table
                 .columns
                 .iter()
                 .find(|c| c.name == field && c.kind != Kind::Json)
-                .ok_or_else(|| {
-                    AppError::bad_input("orderBy.field", format!("cannot order by `{field}`"))
-                })?;
-            let desc =
-                matches!(fields.get("direction"), Some(GqlValue::Enum(d)) if d.as_str() == "DESC");
+                .ok_or_else(|| AppError::bad_input("orderBy.field", format!("cannot order by `{field}`")))?;
+            let desc = match fields.get("direction") {
+                Some(GqlValue::Enum(d)) => d.as_str() == "DESC",
+                Some(GqlValue::String(d)) => d == "DESC",
+                _ => false,
+            };
             Ok((column.name, desc))
         })
         .collect()

@@ -1,7 +1,12 @@
-//! The per-request data loader: every relation of the graph is read in batches, one SQL
-//! statement per relation (and per distinct set of list arguments) per level of the query,
-//! whatever the number of parents. It holds the request's [`Access`], so every batch is
-//! scoped to the caller; it is created per request and never shared across callers.
+//! Batched reads. A relation asked of a row is loaded for every row of its [`Group`] (the
+//! rows one statement returned) in one statement, whatever the page size: a page of 100
+//! traces with their feedback, executions and each execution's eval costs 4 statements.
+//! Root lookups by id (`x(id)`, `node(id)`, `me`) go through async-graphql's `DataLoader`,
+//! which batches the root fields of one request. Both are created per request and hold the
+//! caller's [`Access`], so every statement is scoped to the caller and nothing is shared
+//! across callers.
+//!
+//! [`Group`]: crate::graphql::records::Group
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -12,13 +17,14 @@ use futures_util::future::try_join_all;
 
 use crate::catalog::{Scope, Table};
 use crate::db::Db;
-use crate::error::AppError;
+use crate::error::{AppError, AppResult};
 use crate::graphql::access::Access;
 use crate::graphql::lists::ListQuery;
+use crate::graphql::names::{Link, Relation};
 use crate::graphql::records::{self, Record};
 use crate::sql::{Bind, Cond, Projection, Select};
 
-/// The loader behind every relation.
+/// The per-request reader: the database and the caller.
 pub struct GraphLoader {
     /// The database.
     pub db: Db,
@@ -26,7 +32,7 @@ pub struct GraphLoader {
     pub access: Arc<Access>,
 }
 
-/// The visible row of `table` whose `column` (the id, or a unique key) is `value`.
+/// The visible row of `table` whose `column` (the id) is `value`: the key of root lookups.
 #[derive(Debug, Clone)]
 pub struct RowKey {
     /// The table.
@@ -39,9 +45,7 @@ pub struct RowKey {
 
 impl PartialEq for RowKey {
     fn eq(&self, other: &Self) -> bool {
-        self.table.name == other.table.name
-            && self.column == other.column
-            && self.value == other.value
+        self.table.name == other.table.name && self.column == other.column && self.value == other.value
     }
 }
 impl Eq for RowKey {}
@@ -51,100 +55,19 @@ impl Hash for RowKey {
     }
 }
 
-/// A list of children: one page per parent, for one set of list arguments.
-#[derive(Clone)]
-pub struct ChildrenKey {
-    /// The children's key column.
-    pub column: &'static str,
-    /// The list arguments.
-    pub query: Arc<ListQuery>,
-    /// Identifies `query`.
-    pub fingerprint: Arc<str>,
-    /// The parent's id.
-    pub parent: String,
+fn binds(values: Vec<String>) -> Vec<Bind> {
+    values.into_iter().map(Bind::Text).collect()
 }
 
-/// The number of children of a parent matching a filter.
-#[derive(Clone)]
-pub struct ChildCountKey {
-    /// The children's table.
-    pub table: &'static Table,
-    /// Their key column.
-    pub column: &'static str,
-    /// The client's filter.
-    pub filter: Arc<Cond>,
-    /// Identifies the filter.
-    pub fingerprint: Arc<str>,
-    /// The parent's id.
-    pub parent: String,
-}
-
-/// The targets of a parent through a link table (`agent.tools`), one page per parent.
-#[derive(Clone)]
-pub struct LinkedKey {
-    /// The link table.
-    pub link: &'static Table,
-    /// The link column naming the parent.
-    pub from_column: &'static str,
-    /// The link column naming the target.
-    pub to_column: &'static str,
-    /// The list arguments over the targets.
-    pub query: Arc<ListQuery>,
-    /// Identifies the rest.
-    pub fingerprint: Arc<str>,
-    /// Count instead of page: ignore cursor and limit.
-    pub count: bool,
-    /// The parent's id.
-    pub parent: String,
-}
-
-macro_rules! keyed_by_fingerprint {
-    ($key:ty) => {
-        impl PartialEq for $key {
-            fn eq(&self, other: &Self) -> bool {
-                self.fingerprint == other.fingerprint && self.parent == other.parent
-            }
+/// Rows keyed by a text column's value.
+fn by_column(rows: Vec<Record>, column: &str) -> HashMap<String, Vec<Record>> {
+    let mut out: HashMap<String, Vec<Record>> = HashMap::new();
+    for record in rows {
+        if let Some(key) = record.text(column) {
+            out.entry(key.to_owned()).or_default().push(record);
         }
-        impl Eq for $key {}
-        impl Hash for $key {
-            fn hash<H: Hasher>(&self, state: &mut H) {
-                self.fingerprint.hash(state);
-                self.parent.hash(state);
-            }
-        }
-    };
-}
-keyed_by_fingerprint!(ChildrenKey);
-keyed_by_fingerprint!(ChildCountKey);
-keyed_by_fingerprint!(LinkedKey);
-
-/// Groups keys by a shared part.
-fn group<'k, K, G: Eq + Hash>(keys: &'k [K], by: impl Fn(&K) -> G) -> HashMap<G, Vec<&'k K>> {
-    let mut groups: HashMap<G, Vec<&K>> = HashMap::new();
-    for key in keys {
-        groups.entry(by(key)).or_default().push(key);
     }
-    groups
-}
-
-fn texts<'a>(values: impl Iterator<Item = &'a String>) -> Vec<Bind> {
-    let mut out: Vec<Bind> = values.map(|v| Bind::Text(v.clone())).collect();
-    out.dedup();
     out
-}
-
-impl GraphLoader {
-    /// The caller's scope on a child table reached through `column`, unless the parent's
-    /// visibility already implies it (the column is the child's own scope key).
-    fn child_scope(&self, table: &'static Table, column: &str) -> Cond {
-        match table.scope {
-            Scope::Parent {
-                column: scope_column,
-                ..
-            } if scope_column == column => Cond::True,
-            _ => self.access.scope(table),
-        }
-    }
 }
 
 impl Loader<RowKey> for GraphLoader {
@@ -152,52 +75,100 @@ impl Loader<RowKey> for GraphLoader {
     type Error = AppError;
 
     async fn load(&self, keys: &[RowKey]) -> Result<HashMap<RowKey, Record>, AppError> {
-        let batches =
-            group(keys, |k| (k.table.name, k.column))
-                .into_values()
-                .map(|keys| async move {
-                    let (table, column) = (keys[0].table, keys[0].column);
-                    let filter = Cond::all(vec![
-                        Cond::In(column, texts(keys.iter().map(|k| &k.value))),
-                        self.access.scope(table),
-                    ]);
-                    let rows = records::load(&self.db, Select::rows(table, filter)).await?;
-                    Ok::<_, AppError>(
-                        rows.into_iter()
-                            .filter_map(|record| {
-                                let value = record.text(column)?.to_owned();
-                                Some((
-                                    RowKey {
-                                        table,
-                                        column,
-                                        value,
-                                    },
-                                    record,
-                                ))
-                            })
-                            .collect::<Vec<_>>(),
-                    )
-                });
+        let mut groups: HashMap<(&str, &str), Vec<&RowKey>> = HashMap::new();
+        for key in keys {
+            groups.entry((key.table.name, key.column)).or_default().push(key);
+        }
+        let batches = groups.into_values().map(|keys| async move {
+            let (table, column) = (keys[0].table, keys[0].column);
+            let values: Vec<String> = keys.iter().map(|k| k.value.clone()).collect();
+            let rows = self.rows_where(table, column, values).await?;
+            Ok::<_, AppError>(
+                rows.into_iter()
+                    .filter_map(|record| {
+                        let value = record.text(column)?.to_owned();
+                        Some((RowKey { table, column, value }, record))
+                    })
+                    .collect::<Vec<_>>(),
+            )
+        });
         Ok(try_join_all(batches).await?.into_iter().flatten().collect())
     }
 }
 
-impl Loader<ChildrenKey> for GraphLoader {
-    type Value = Vec<Record>;
-    type Error = AppError;
-
-    async fn load(
+impl GraphLoader {
+    /// The visible rows of `table` whose `column` is one of `values`.
+    async fn rows_where(
         &self,
-        keys: &[ChildrenKey],
-    ) -> Result<HashMap<ChildrenKey, Vec<Record>>, AppError> {
-        let batches = group(keys, |k| k.fingerprint.clone())
-            .into_values()
-            .map(|keys| async move {
-                let first = keys[0];
-                let query = &first.query;
-                let column = first.column;
+        table: &'static Table,
+        column: &'static str,
+        values: Vec<String>,
+    ) -> AppResult<Vec<Record>> {
+        if values.is_empty() {
+            return Ok(Vec::new());
+        }
+        let filter = Cond::all(vec![Cond::In(column, binds(values)), self.access.scope(table)]);
+        records::load(&self.db, Select::rows(table, filter)).await
+    }
+
+    /// The caller's scope on a child table reached through `column`, unless the parent's
+    /// visibility already implies it (the column is the child's own scope key).
+    fn child_scope(&self, table: &'static Table, column: &str) -> Cond {
+        match table.scope {
+            Scope::Parent { column: scope_column, .. } if scope_column == column => Cond::True,
+            _ => self.access.scope(table),
+        }
+    }
+
+    /// The parent a row's foreign key names, if visible.
+    pub async fn parent(&self, record: &Record, relation: &'static Relation) -> AppResult<Option<Record>> {
+        let column = relation.column.name;
+        let Some(value) = record.text(column) else { return Ok(None) };
+        let key = format!("parent|{column}");
+        let parents = record
+            .group
+            .memo(key, || async {
+                let rows = self.rows_where(relation.parent, "id", record.group.texts(column)).await?;
+                Ok(by_column(rows, "id"))
+            })
+            .await?;
+        Ok(parents.get(value).and_then(|rows| rows.first().cloned()))
+    }
+
+    /// A row's one child through a unique key (`trace.feedback`), if visible.
+    pub async fn only_child(&self, record: &Record, relation: &'static Relation) -> AppResult<Option<Record>> {
+        let column = relation.column.name;
+        let key = format!("only|{}|{column}", relation.child.name);
+        let children = record
+            .group
+            .memo(key, || async {
+                let ids = record.group.texts("id");
+                if ids.is_empty() {
+                    return Ok(HashMap::new());
+                }
+                let filter = Cond::all(vec![Cond::In(column, binds(ids)), self.child_scope(relation.child, column)]);
+                Ok(by_column(records::load(&self.db, Select::rows(relation.child, filter)).await?, column))
+            })
+            .await?;
+        Ok(children.get(record.id()).and_then(|rows| rows.first().cloned()))
+    }
+
+    /// A page of a row's children: the first rows per parent for the whole group, in one
+    /// statement (a window function partitioned by the key).
+    pub async fn children(
+        &self,
+        record: &Record,
+        relation: &'static Relation,
+        query: &ListQuery,
+    ) -> AppResult<Vec<Record>> {
+        let column = relation.column.name;
+        let key = format!("children|{column}|{}", query.fingerprint());
+        let pages = record
+            .group
+            .memo(key, || async {
+                let ids = record.group.texts("id");
                 let filter = Cond::all(vec![
-                    Cond::In(column, texts(keys.iter().map(|k| &k.parent))),
+                    Cond::In(column, binds(ids)),
                     query.filter.clone(),
                     query.cursor.clone(),
                     self.child_scope(query.table, column),
@@ -208,133 +179,75 @@ impl Loader<ChildrenKey> for GraphLoader {
                     per: Some(column),
                     ..Select::rows(query.table, filter)
                 };
-                let rows = records::load(&self.db, select).await?;
-                let mut by_parent: HashMap<String, Vec<Record>> = HashMap::new();
-                for record in rows {
-                    if let Some(parent) = record.text(column) {
-                        by_parent.entry(parent.to_owned()).or_default().push(record);
-                    }
-                }
-                Ok::<_, AppError>(
-                    keys.into_iter()
-                        .map(|key| {
-                            (
-                                key.clone(),
-                                by_parent.remove(&key.parent).unwrap_or_default(),
-                            )
-                        })
-                        .collect::<Vec<_>>(),
-                )
-            });
-        Ok(try_join_all(batches).await?.into_iter().flatten().collect())
+                Ok(by_column(records::load(&self.db, select).await?, column))
+            })
+            .await?;
+        Ok(pages.get(record.id()).cloned().unwrap_or_default())
     }
-}
 
-impl Loader<ChildCountKey> for GraphLoader {
-    type Value = i64;
-    type Error = AppError;
-
-    async fn load(&self, keys: &[ChildCountKey]) -> Result<HashMap<ChildCountKey, i64>, AppError> {
-        let batches = group(keys, |k| k.fingerprint.clone())
-            .into_values()
-            .map(|keys| async move {
-                let first = keys[0];
+    /// How many children of a row match a filter, counted for the whole group at once.
+    pub async fn child_count(&self, record: &Record, relation: &'static Relation, filter: &Cond) -> AppResult<i64> {
+        let column = relation.column.name;
+        let key = format!("count|{}|{column}|{filter:?}", relation.child.name);
+        let counts = record
+            .group
+            .memo(key, || async {
+                let ids = record.group.texts("id");
                 let filter = Cond::all(vec![
-                    Cond::In(first.column, texts(keys.iter().map(|k| &k.parent))),
-                    (*first.filter).clone(),
-                    self.child_scope(first.table, first.column),
+                    Cond::In(column, binds(ids)),
+                    filter.clone(),
+                    self.child_scope(relation.child, column),
                 ]);
-                let select = Select {
-                    projection: Projection::CountBy(first.column),
-                    ..Select::rows(first.table, filter)
-                };
-                let counts = records::count_by(&self.db, select).await?;
-                Ok::<_, AppError>(
-                    keys.into_iter()
-                        .map(|key| (key.clone(), counts.get(&key.parent).copied().unwrap_or(0)))
-                        .collect::<Vec<_>>(),
-                )
-            });
-        Ok(try_join_all(batches).await?.into_iter().flatten().collect())
+                let select = Select { projection: Projection::CountBy(column), ..Select::rows(relation.child, filter) };
+                records::count_by(&self.db, select).await
+            })
+            .await?;
+        Ok(counts.get(record.id()).copied().unwrap_or(0))
     }
-}
 
-impl Loader<LinkedKey> for GraphLoader {
-    type Value = (Vec<Record>, i64);
-    type Error = AppError;
-
-    /// Two statements per batch: the link rows of every parent, then the matching targets
-    /// in order; each parent's page is its targets in that order.
-    async fn load(
+    /// A row's targets through a link table (`agent.tools`): the page (up to `fetch` rows,
+    /// or none when counting) and how many match. Two statements for the whole group: the
+    /// link rows, then the matching targets in order.
+    pub async fn linked(
         &self,
-        keys: &[LinkedKey],
-    ) -> Result<HashMap<LinkedKey, (Vec<Record>, i64)>, AppError> {
-        let batches = group(keys, |k| k.fingerprint.clone())
-            .into_values()
-            .map(|keys| async move {
-                let first = keys[0];
-                let links = records::load(
-                    &self.db,
-                    Select::rows(
-                        first.link,
-                        Cond::all(vec![
-                            Cond::In(first.from_column, texts(keys.iter().map(|k| &k.parent))),
-                            self.access.scope(first.link),
-                        ]),
-                    ),
-                )
-                .await?;
+        record: &Record,
+        link: &'static Link,
+        query: &ListQuery,
+        count: bool,
+    ) -> AppResult<(Vec<Record>, i64)> {
+        let key = format!("linked|{}|{}|{count}|{}", link.link.name, link.from_column, query.fingerprint());
+        let results = record
+            .group
+            .memo(key, || async {
+                let ids = record.group.texts("id");
+                let links = self.rows_where(link.link, link.from_column, ids).await?;
                 let mut targets_of: HashMap<String, Vec<String>> = HashMap::new();
-                for link in &links {
-                    if let (Some(from), Some(to)) =
-                        (link.text(first.from_column), link.text(first.to_column))
-                    {
-                        targets_of
-                            .entry(from.to_owned())
-                            .or_default()
-                            .push(to.to_owned());
+                for row in &links {
+                    if let (Some(from), Some(to)) = (row.text(link.from_column), row.text(link.to_column)) {
+                        targets_of.entry(from.to_owned()).or_default().push(to.to_owned());
                     }
                 }
-                let query = &first.query;
-                let all_targets: Vec<Bind> = {
-                    let mut ids: Vec<&String> = targets_of.values().flatten().collect();
-                    ids.sort();
-                    ids.dedup();
-                    ids.into_iter().map(|id| Bind::Text(id.clone())).collect()
-                };
-                let mut conds = vec![
-                    Cond::In("id", all_targets),
-                    query.filter.clone(),
-                    self.access.scope(query.table),
-                ];
-                if !first.count {
+                let mut all: Vec<String> = targets_of.values().flatten().cloned().collect();
+                all.sort();
+                all.dedup();
+                let mut conds = vec![Cond::In("id", binds(all)), query.filter.clone(), self.access.scope(query.table)];
+                if !count {
                     conds.push(query.cursor.clone());
                 }
-                let select = Select {
-                    order: query.sql_order(),
-                    ..Select::rows(query.table, Cond::all(conds))
-                };
+                let select = Select { order: query.sql_order(), ..Select::rows(query.table, Cond::all(conds)) };
                 let targets = records::load(&self.db, select).await?;
-                Ok::<_, AppError>(
-                    keys.into_iter()
-                        .map(|key| {
-                            let mine = targets_of.get(&key.parent).cloned().unwrap_or_default();
-                            let matching: Vec<Record> = targets
-                                .iter()
-                                .filter(|t| mine.iter().any(|id| id == t.id()))
-                                .cloned()
-                                .collect();
-                            let total = matching.len() as i64;
-                            let page = if key.count {
-                                Vec::new()
-                            } else {
-                                matching.into_iter().take(query.fetch() as usize).collect()
-                            };
-                            (key.clone(), (page, total))
-                        })
-                        .collect::<Vec<_>>(),
-                )
-            });
-        Ok(try_join_all(batches).await?.into_iter().flatten().collect())
+                let mut out: HashMap<String, (Vec<Record>, i64)> = HashMap::new();
+                for (parent, mine) in targets_of {
+                    let matching: Vec<Record> =
+                        targets.iter().filter(|t| mine.iter().any(|id| id == t.id())).cloned().collect();
+                    let total = matching.len() as i64;
+                    let page =
+                        if count { Vec::new() } else { matching.into_iter().take(query.fetch() as usize).collect() };
+                    out.insert(parent, (page, total));
+                }
+                Ok(out)
+            })
+            .await?;
+        Ok(results.get(record.id()).cloned().unwrap_or_default())
     }
 }

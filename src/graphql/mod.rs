@@ -52,13 +52,7 @@ pub fn with_request_data(
 ) -> async_graphql::Request {
     let mut request = request.data(db.clone()).data(RequestAccess(access.clone()));
     if let Some(access) = access {
-        request = request.data(DataLoader::new(
-            GraphLoader {
-                db: db.clone(),
-                access,
-            },
-            tokio::spawn,
-        ));
+        request = request.data(DataLoader::new(GraphLoader { db: db.clone(), access }, tokio::spawn));
     }
     request
 }

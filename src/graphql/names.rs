@@ -32,10 +32,7 @@ pub fn pascal(snake: &str) -> String {
         .filter(|part| !part.is_empty())
         .map(|part| {
             let mut chars = part.chars();
-            chars
-                .next()
-                .map(|c| c.to_ascii_uppercase().to_string() + chars.as_str())
-                .unwrap_or_default()
+            chars.next().map(|c| c.to_ascii_uppercase().to_string() + chars.as_str()).unwrap_or_default()
         })
         .collect()
 }
@@ -76,11 +73,7 @@ pub fn table_names(table: &Table) -> TableNames {
         .find(|(t, _)| *t == table.type_name)
         .map(|(_, l)| (*l).to_owned())
         .unwrap_or_else(|| format!("{one}s"));
-    TableNames {
-        type_name: table.type_name.to_owned(),
-        one,
-        list,
-    }
+    TableNames { type_name: table.type_name.to_owned(), one, list }
 }
 
 /// The GraphQL field of a column.
@@ -105,9 +98,7 @@ pub fn is_secret(column: &Column) -> bool {
 
 /// Whether a column is shown as an `ID` (the key and every foreign key).
 pub fn is_id(table: &Table, column: &Column) -> bool {
-    column.kind == Kind::Id
-        || column.references.is_some()
-        || view_reference(table, column).is_some()
+    column.kind == Kind::Id || column.references.is_some() || view_reference(table, column).is_some()
 }
 
 /// The view's columns that point at rows (the view has no foreign keys of its own).
@@ -179,9 +170,7 @@ pub fn relations() -> &'static [Relation] {
             for column in child.columns {
                 let parent = match (column.references, view_reference(child, column)) {
                     (Some(fk), _) => table(fk.table),
-                    (None, Some(name)) if matches!(column.name, "eval_id" | "trace_id") => {
-                        table(name)
-                    }
+                    (None, Some(name)) if matches!(column.name, "eval_id" | "trace_id") => table(name),
                     _ => continue,
                 };
                 let one_to_one = child.unique_keys.iter().any(|key| key == &[column.name]);
@@ -195,14 +184,7 @@ pub fn relations() -> &'static [Relation] {
                 } else {
                     format!("{}By{}", child_names.list, pascal_of_camel(&parent_field))
                 };
-                out.push(Relation {
-                    child,
-                    column,
-                    parent,
-                    parent_field,
-                    children_field,
-                    one_to_one,
-                });
+                out.push(Relation { child, column, parent, parent_field, children_field, one_to_one });
             }
         }
         out
@@ -211,48 +193,22 @@ pub fn relations() -> &'static [Relation] {
 
 fn pascal_of_camel(camel: &str) -> String {
     let mut chars = camel.chars();
-    chars
-        .next()
-        .map(|c| c.to_ascii_uppercase().to_string() + chars.as_str())
-        .unwrap_or_default()
+    chars.next().map(|c| c.to_ascii_uppercase().to_string() + chars.as_str()).unwrap_or_default()
 }
 
 /// The many-to-many paths: `agent.tools`, `tool.agents`, `agent.functions`, `function.agents`.
 pub fn links() -> &'static [Link] {
     static LINKS: OnceLock<Vec<Link>> = OnceLock::new();
     LINKS.get_or_init(|| {
-        let link = |from: &str,
-                    link_table: &str,
-                    from_column: &'static str,
-                    to_column: &'static str,
-                    to: &str| {
+        let link = |from: &str, link_table: &str, from_column: &'static str, to_column: &'static str, to: &str| {
             let to = table(to);
-            Link {
-                from: table(from),
-                link: table(link_table),
-                from_column,
-                to_column,
-                to,
-                field: table_names(to).list,
-            }
+            Link { from: table(from), link: table(link_table), from_column, to_column, to, field: table_names(to).list }
         };
         vec![
             link("agents", "agent_tools", "agent_id", "tool_id", "tools"),
             link("tools", "agent_tools", "tool_id", "agent_id", "agents"),
-            link(
-                "agents",
-                "agent_functions",
-                "agent_id",
-                "function_id",
-                "functions",
-            ),
-            link(
-                "functions",
-                "agent_functions",
-                "function_id",
-                "agent_id",
-                "agents",
-            ),
+            link("agents", "agent_functions", "agent_id", "function_id", "functions"),
+            link("functions", "agent_functions", "function_id", "agent_id", "agents"),
         ]
     })
 }
@@ -262,10 +218,7 @@ mod tests {
     use super::*;
 
     fn relation(child: &str, column: &str) -> &'static Relation {
-        relations()
-            .iter()
-            .find(|r| r.child.name == child && r.column.name == column)
-            .unwrap()
+        relations().iter().find(|r| r.child.name == child && r.column.name == column).unwrap()
     }
 
     #[test]
@@ -275,20 +228,11 @@ mod tests {
         assert_eq!(table_names(table("traces")).list, "traces");
         assert_eq!(table_names(table("feedback")).list, "feedbacks");
         assert_eq!(table_names(table("task_metadata")).list, "taskMetadatas");
-        assert_eq!(
-            table_names(table("eval_llm_cache")).one,
-            "evalLlmCacheEntry"
-        );
+        assert_eq!(table_names(table("eval_llm_cache")).one, "evalLlmCacheEntry");
         let r = relation("traces", "workspace_id");
-        assert_eq!(
-            (r.parent_field.as_str(), r.children_field.as_str()),
-            ("workspace", "traces")
-        );
+        assert_eq!((r.parent_field.as_str(), r.children_field.as_str()), ("workspace", "traces"));
         let r = relation("agents", "active_version_id");
-        assert_eq!(
-            (r.parent_field.as_str(), r.children_field.as_str()),
-            ("activeVersion", "agentsByActiveVersion")
-        );
+        assert_eq!((r.parent_field.as_str(), r.children_field.as_str()), ("activeVersion", "agentsByActiveVersion"));
         let r = relation("evals", "parent_eval_id");
         assert_eq!(r.children_field, "evalsByParentEval");
         let r = relation("performance_alerts", "resolved_by");
@@ -300,13 +244,7 @@ mod tests {
         assert_eq!(r.children_field, "tasksetTasksBySourceTrace");
         let r = relation("feedback", "trace_id");
         assert!(r.one_to_one && r.children_field == "feedback");
-        assert_eq!(
-            relation("auto_refine_cooldowns", "eval_id").children_field,
-            "autoRefineCooldown"
-        );
-        assert_eq!(
-            relation("eval_comparison", "eval_id").children_field,
-            "evalComparisons"
-        );
+        assert_eq!(relation("auto_refine_cooldowns", "eval_id").children_field, "autoRefineCooldown");
+        assert_eq!(relation("eval_comparison", "eval_id").children_field, "evalComparisons");
     }
 }

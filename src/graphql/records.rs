@@ -2,8 +2,11 @@
 //! typed `Row` model (so each backend's values decode in one place) and kept as a map from
 //! column to JSON value, which the schema's generic resolvers read.
 
+use std::any::Any;
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::OnceCell;
 
 use diesel::pg::Pg;
 use diesel::sql_types::{BigInt, Text};
@@ -19,13 +22,67 @@ use crate::error::{AppError, AppResult};
 use crate::models;
 use crate::sql::Select;
 
-/// A row of some table.
+/// A row of some table, and the rows loaded with it.
 #[derive(Debug, Clone)]
 pub struct Record {
     /// Its table.
     pub table: &'static Table,
     /// Column → value.
     pub values: Arc<Map<String, Value>>,
+    /// The rows loaded by the same statement (a page, the children of a page's rows…):
+    /// a relation asked of one of them is loaded for all of them at once.
+    pub group: Arc<Group>,
+}
+
+/// Rows loaded together, with what has been loaded for them: one statement per relation
+/// (and per distinct set of list arguments) for the whole group, computed by whichever
+/// row asks first while the others wait for it. Lives as long as the request's results.
+pub struct Group {
+    /// The rows' values.
+    pub rows: Vec<Arc<Map<String, Value>>>,
+    memo: Mutex<HashMap<String, Arc<OnceCell<Memo>>>>,
+}
+
+impl std::fmt::Debug for Group {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Group({} rows)", self.rows.len())
+    }
+}
+
+impl Group {
+    /// The distinct non-null text values of a column over the group's rows.
+    pub fn texts(&self, column: &str) -> Vec<String> {
+        let mut values: Vec<String> =
+            self.rows.iter().filter_map(|row| row.get(column).and_then(Value::as_str).map(str::to_owned)).collect();
+        values.sort();
+        values.dedup();
+        values
+    }
+
+    /// What `key` names for the whole group: computed once by `compute`, shared after.
+    pub async fn memo<T, F, Fut>(&self, key: String, compute: F) -> AppResult<Arc<T>>
+    where
+        T: Any + Send + Sync,
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = AppResult<T>>,
+    {
+        let cell = self.memo.lock().unwrap_or_else(|e| e.into_inner()).entry(key).or_default().clone();
+        let value = cell
+            .get_or_try_init(|| async { compute().await.map(|v| Arc::new(v) as Arc<dyn Any + Send + Sync>) })
+            .await?
+            .clone();
+        value.downcast::<T>().map_err(|_| AppError::internal("a batch was memoised under another type"))
+    }
+}
+
+/// A computed batch, type-erased.
+type Memo = Arc<dyn Any + Send + Sync>;
+
+/// Wraps rows loaded together as records of one group.
+pub fn grouped(table: &'static Table, rows: Vec<Map<String, Value>>) -> Vec<Record> {
+    let rows: Vec<Arc<Map<String, Value>>> = rows.into_iter().map(Arc::new).collect();
+    let group = Arc::new(Group { rows: rows.clone(), memo: Mutex::new(HashMap::new()) });
+    rows.into_iter().map(|values| Record { table, values, group: group.clone() }).collect()
 }
 
 impl Record {
@@ -116,19 +173,15 @@ where
             select.prepare::<Sqlite>().load(&mut *conn).await?
         }
     };
-    rows.into_iter()
+    let maps = rows
+        .into_iter()
         .map(|row| match serde_json::to_value(row) {
-            Ok(Value::Object(values)) => Ok(Record {
-                table,
-                values: Arc::new(values),
-            }),
-            Ok(_) => Err(AppError::internal(format!(
-                "a `{}` row is not an object",
-                table.name
-            ))),
+            Ok(Value::Object(values)) => Ok(values),
+            Ok(_) => Err(AppError::internal(format!("a `{}` row is not an object", table.name))),
             Err(e) => Err(AppError::internal(e)),
         })
-        .collect()
+        .collect::<AppResult<Vec<_>>>()?;
+    Ok(grouped(table, maps))
 }
 
 #[derive(QueryableByName)]
@@ -172,8 +225,5 @@ pub async fn count_by(db: &Db, select: Select) -> AppResult<HashMap<String, i64>
             select.prepare::<Sqlite>().load(&mut *conn).await?
         }
     };
-    Ok(rows
-        .into_iter()
-        .filter_map(|r| r.key.map(|k| (k, r.n)))
-        .collect())
+    Ok(rows.into_iter().filter_map(|r| r.key.map(|k| (k, r.n))).collect())
 }

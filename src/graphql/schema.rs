@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use async_graphql::dataloader::DataLoader;
 use async_graphql::dynamic::{
-    Enum, EnumItem, Field, FieldFuture, FieldValue, InputObject, InputValue, Interface,
-    InterfaceField, Object, ResolverContext, Scalar, Schema, SchemaBuilder, TypeRef,
+    Enum, EnumItem, Field, FieldFuture, FieldValue, InputObject, InputValue, Interface, InterfaceField, Object,
+    ResolverContext, Scalar, Schema, SchemaBuilder, TypeRef,
 };
 use async_graphql::{Name, Value as GqlValue};
 
@@ -21,7 +21,7 @@ use crate::graphql::access::{has_workspace_lists, Access};
 use crate::graphql::analytics;
 use crate::graphql::filter;
 use crate::graphql::lists::{encode_cursor, ListArgs, ListQuery, Page, Total};
-use crate::graphql::loader::{ChildCountKey, ChildrenKey, GraphLoader, LinkedKey, RowKey};
+use crate::graphql::loader::{GraphLoader, RowKey};
 use crate::graphql::names::{self, Link, Relation};
 use crate::graphql::records::{self, Record};
 use crate::sql::{Cond, OrderKey, Projection, Select};
@@ -38,10 +38,15 @@ pub fn access(ctx: &ResolverContext<'_>) -> async_graphql::Result<Arc<Access>> {
     }
 }
 
-/// The request's loader.
+/// The request's loader of root lookups.
 pub fn loader<'a>(ctx: &ResolverContext<'a>) -> async_graphql::Result<&'a DataLoader<GraphLoader>> {
     access(ctx)?;
     ctx.data::<DataLoader<GraphLoader>>()
+}
+
+/// The request's reader of relations.
+pub fn reader<'a>(ctx: &ResolverContext<'a>) -> async_graphql::Result<&'a GraphLoader> {
+    Ok(loader(ctx)?.loader())
 }
 
 fn record<'a>(ctx: &ResolverContext<'a>) -> async_graphql::Result<&'a Record> {
@@ -83,9 +88,7 @@ fn output(column: &Column, value: &serde_json::Value) -> Option<FieldValue<'stat
         return None;
     }
     let value = match (column.kind, value) {
-        (Kind::Enum(_), serde_json::Value::String(text)) => {
-            GqlValue::Enum(Name::new(names::enum_value(text)))
-        }
+        (Kind::Enum(_), serde_json::Value::String(text)) => GqlValue::Enum(Name::new(names::enum_value(text))),
         (_, other) => GqlValue::from_json(other.clone()).unwrap_or(GqlValue::Null),
     };
     Some(FieldValue::value(value))
@@ -101,11 +104,14 @@ fn nn_if(ty: String, non_null: bool) -> TypeRef {
 
 fn list_arguments(field: Field, table: &Table) -> Field {
     field
-        .argument(InputValue::new("first", TypeRef::named(TypeRef::INT)).description(
-            "Return the first N rows (default 20, at most 100).",
-        ))
+        .argument(
+            InputValue::new("first", TypeRef::named(TypeRef::INT))
+                .description("Return the first N rows (default 20, at most 100)."),
+        )
         .argument(InputValue::new("after", TypeRef::named(TypeRef::STRING)).description("Rows after this cursor."))
-        .argument(InputValue::new("last", TypeRef::named(TypeRef::INT)).description("Return the last N rows (at most 100)."))
+        .argument(
+            InputValue::new("last", TypeRef::named(TypeRef::INT)).description("Return the last N rows (at most 100)."),
+        )
         .argument(InputValue::new("before", TypeRef::named(TypeRef::STRING)).description("Rows before this cursor."))
         .argument(
             InputValue::new("filter", TypeRef::named(format!("{}Filter", table.type_name)))
@@ -131,11 +137,7 @@ pub fn build() -> Schema {
                     return Ok(None);
                 };
                 let found = loader(&ctx)?
-                    .load_one(RowKey {
-                        table: table("users"),
-                        column: "id",
-                        value: user_id.to_owned(),
-                    })
+                    .load_one(RowKey { table: table("users"), column: "id", value: user_id.to_owned() })
                     .await?;
                 Ok(found.map(FieldValue::owned_any))
             })
@@ -150,13 +152,7 @@ pub fn build() -> Schema {
                     access(&ctx)?;
                     return Ok(None);
                 };
-                let found = loader(&ctx)?
-                    .load_one(RowKey {
-                        table,
-                        column: "id",
-                        value: id,
-                    })
-                    .await?;
+                let found = loader(&ctx)?.load_one(RowKey { table, column: "id", value: id }).await?;
                 Ok(found.map(|r| FieldValue::owned_any(r).with_type(table.type_name)))
             })
         })
@@ -168,27 +164,17 @@ pub fn build() -> Schema {
         builder = register_table(builder, table);
         if !table.view {
             query = query.field(
-                Field::new(
-                    names.one.clone(),
-                    TypeRef::named(table.type_name),
-                    move |ctx| {
-                        FieldFuture::new(async move {
-                            let id = ctx.args.try_get("id")?.string()?.to_owned();
-                            if catalog::table_of_id(&id).map(|t| t.name) != Some(table.name) {
-                                access(&ctx)?;
-                                return Ok(None);
-                            }
-                            let found = loader(&ctx)?
-                                .load_one(RowKey {
-                                    table,
-                                    column: "id",
-                                    value: id,
-                                })
-                                .await?;
-                            Ok(found.map(FieldValue::owned_any))
-                        })
-                    },
-                )
+                Field::new(names.one.clone(), TypeRef::named(table.type_name), move |ctx| {
+                    FieldFuture::new(async move {
+                        let id = ctx.args.try_get("id")?.string()?.to_owned();
+                        if catalog::table_of_id(&id).map(|t| t.name) != Some(table.name) {
+                            access(&ctx)?;
+                            return Ok(None);
+                        }
+                        let found = loader(&ctx)?.load_one(RowKey { table, column: "id", value: id }).await?;
+                        Ok(found.map(FieldValue::owned_any))
+                    })
+                })
                 .argument(InputValue::new("id", TypeRef::named_nn(TypeRef::ID)))
                 .description(format!(
                     "A {} by id: null when it does not exist or is not visible to the caller.",
@@ -196,28 +182,22 @@ pub fn build() -> Schema {
                 )),
             );
         }
-        let mut list = Field::new(
-            names.list.clone(),
-            TypeRef::named_nn(format!("{}Connection", table.type_name)),
-            move |ctx| FieldFuture::new(async move { root_list(ctx, table).await }),
-        )
-        .description(if has_workspace_lists(table) {
-            format!("The {} rows of a workspace.", table.type_name)
-        } else {
-            format!("The {} rows the caller may see.", table.type_name)
-        });
+        let mut list =
+            Field::new(names.list.clone(), TypeRef::named_nn(format!("{}Connection", table.type_name)), move |ctx| {
+                FieldFuture::new(async move { root_list(ctx, table).await })
+            })
+            .description(if has_workspace_lists(table) {
+                format!("The {} rows of a workspace.", table.type_name)
+            } else {
+                format!("The {} rows the caller may see.", table.type_name)
+            });
         if has_workspace_lists(table) {
-            list = list.argument(
-                InputValue::new("workspaceId", TypeRef::named_nn(TypeRef::ID))
-                    .description("The workspace."),
-            );
+            list = list
+                .argument(InputValue::new("workspaceId", TypeRef::named_nn(TypeRef::ID)).description("The workspace."));
         }
         query = query.field(list_arguments(list, table));
     }
-    builder
-        .register(query)
-        .finish()
-        .expect("the generated schema is valid")
+    builder.register(query).finish().expect("the generated schema is valid")
 }
 
 fn table(name: &str) -> &'static Table {
@@ -244,10 +224,7 @@ async fn root_list<'a>(
         ..Select::rows(table, Cond::all(vec![base.clone(), query.cursor.clone()]))
     };
     let rows = records::load(db, select).await?;
-    let total = Total::Count(Select {
-        projection: Projection::Count,
-        ..Select::rows(table, base)
-    });
+    let total = Total::Count(Select { projection: Projection::Count, ..Select::rows(table, base) });
     Ok(Some(FieldValue::owned_any(query.page(rows, total))))
 }
 
@@ -255,58 +232,19 @@ async fn children<'a>(
     ctx: ResolverContext<'a>,
     relation: &'static Relation,
 ) -> async_graphql::Result<Option<FieldValue<'a>>> {
-    let parent = record(&ctx)?.id().to_owned();
-    let loader = loader(&ctx)?;
+    let parent = record(&ctx)?.clone();
     let query = Arc::new(list_args(&ctx).parse(relation.child)?);
-    let column = relation.column.name;
-    let fingerprint: Arc<str> = format!("{column}|{}", query.fingerprint()).into();
-    let rows = loader
-        .load_one(ChildrenKey {
-            column,
-            query: query.clone(),
-            fingerprint,
-            parent: parent.clone(),
-        })
-        .await?
-        .unwrap_or_default();
-    let count_fingerprint: Arc<str> =
-        format!("{}|{column}|{:?}", relation.child.name, query.filter).into();
-    let total = Total::Child(ChildCountKey {
-        table: relation.child,
-        column,
-        filter: Arc::new(query.filter.clone()),
-        fingerprint: count_fingerprint,
-        parent,
-    });
-    Ok(Some(FieldValue::owned_any(query.page(rows, total))))
+    let rows = reader(&ctx)?.children(&parent, relation, &query).await?;
+    let page = query.page(rows, Total::Children(parent, relation, query.clone()));
+    Ok(Some(FieldValue::owned_any(page)))
 }
 
-async fn linked<'a>(
-    ctx: ResolverContext<'a>,
-    link: &'static Link,
-) -> async_graphql::Result<Option<FieldValue<'a>>> {
-    let parent = record(&ctx)?.id().to_owned();
-    let loader = loader(&ctx)?;
+async fn linked<'a>(ctx: ResolverContext<'a>, link: &'static Link) -> async_graphql::Result<Option<FieldValue<'a>>> {
+    let parent = record(&ctx)?.clone();
     let query: Arc<ListQuery> = Arc::new(list_args(&ctx).parse(link.to)?);
-    let key = |count: bool| LinkedKey {
-        link: link.link,
-        from_column: link.from_column,
-        to_column: link.to_column,
-        query: query.clone(),
-        fingerprint: format!(
-            "{}|{}|{count}|{}",
-            link.link.name,
-            link.from_column,
-            query.fingerprint()
-        )
-        .into(),
-        count,
-        parent: parent.clone(),
-    };
-    let (rows, _) = loader.load_one(key(false)).await?.unwrap_or_default();
-    Ok(Some(FieldValue::owned_any(
-        query.page(rows, Total::Linked(key(true))),
-    )))
+    let (rows, _) = reader(&ctx)?.linked(&parent, link, &query, false).await?;
+    let page = query.page(rows, Total::Linked(parent, link, query.clone()));
+    Ok(Some(FieldValue::owned_any(page)))
 }
 
 /// Registers a table's object, filter, ordering, connection and edge types.
@@ -316,30 +254,21 @@ fn register_table(mut builder: SchemaBuilder, table: &'static Table) -> SchemaBu
     if !table.view {
         object = object.implement("Node");
     }
-    let mut filter_input = InputObject::new(format!("{type_name}Filter")).description(format!(
-        "Which {type_name} rows to return: every given condition must hold."
-    ));
+    let mut filter_input = InputObject::new(format!("{type_name}Filter"))
+        .description(format!("Which {type_name} rows to return: every given condition must hold."));
     let mut order_fields = Enum::new(format!("{type_name}OrderField"))
         .description(format!("Columns a {type_name} list can be ordered by."));
     for column in table.columns.iter().filter(|c| !names::is_secret(c)) {
         let field_name = names::column_field(column);
         let non_null = !column.nullable;
         object = object.field(
-            Field::new(
-                field_name.clone(),
-                nn_if(column_type(table, column), non_null),
-                move |ctx| {
-                    FieldFuture::new(
-                        async move { Ok(output(column, record(&ctx)?.get(column.name))) },
-                    )
-                },
-            )
+            Field::new(field_name.clone(), nn_if(column_type(table, column), non_null), move |ctx| {
+                FieldFuture::new(async move { Ok(output(column, record(&ctx)?.get(column.name))) })
+            })
             .description(column.doc),
         );
-        filter_input = filter_input.field(InputValue::new(
-            field_name,
-            TypeRef::named(filter::filter_type(table, column)),
-        ));
+        filter_input =
+            filter_input.field(InputValue::new(field_name, TypeRef::named(filter::filter_type(table, column))));
         if column.kind != Kind::Json {
             order_fields = order_fields.item(EnumItem::new(column.name.to_ascii_uppercase()));
         }
@@ -356,70 +285,31 @@ fn register_table(mut builder: SchemaBuilder, table: &'static Table) -> SchemaBu
             InputValue::new("or", TypeRef::named_nn_list(format!("{type_name}Filter")))
                 .description("At least one of these holds."),
         )
-        .field(
-            InputValue::new("not", TypeRef::named(format!("{type_name}Filter")))
-                .description("This does not hold."),
-        );
-    for relation in names::relations()
-        .iter()
-        .filter(|r| r.child.name == table.name)
-    {
+        .field(InputValue::new("not", TypeRef::named(format!("{type_name}Filter"))).description("This does not hold."));
+    for relation in names::relations().iter().filter(|r| r.child.name == table.name) {
         let parent_type = relation.parent.type_name;
         let guaranteed = !relation.column.nullable
             && matches!(table.scope, catalog::Scope::Parent { column, .. } | catalog::Scope::Workspace(column) if column == relation.column.name);
         object = object.field(
-            Field::new(
-                relation.parent_field.clone(),
-                nn_if(parent_type.into(), guaranteed),
-                move |ctx| {
-                    FieldFuture::new(async move {
-                        let Some(value) =
-                            record(&ctx)?.text(relation.column.name).map(str::to_owned)
-                        else {
-                            return Ok(None);
-                        };
-                        let found = loader(&ctx)?
-                            .load_one(RowKey {
-                                table: relation.parent,
-                                column: "id",
-                                value,
-                            })
-                            .await?;
-                        Ok(found.map(FieldValue::owned_any))
-                    })
-                },
-            )
-            .description(format!(
-                "The {parent_type} of `{}`.",
-                names::column_field(relation.column)
-            )),
+            Field::new(relation.parent_field.clone(), nn_if(parent_type.into(), guaranteed), move |ctx| {
+                FieldFuture::new(async move {
+                    let found = reader(&ctx)?.parent(record(&ctx)?, relation).await?;
+                    Ok(found.map(FieldValue::owned_any))
+                })
+            })
+            .description(format!("The {parent_type} of `{}`.", names::column_field(relation.column))),
         );
     }
-    for relation in names::relations()
-        .iter()
-        .filter(|r| r.parent.name == table.name)
-    {
+    for relation in names::relations().iter().filter(|r| r.parent.name == table.name) {
         let child_type = relation.child.type_name;
         if relation.one_to_one {
             object = object.field(
-                Field::new(
-                    relation.children_field.clone(),
-                    TypeRef::named(child_type),
-                    move |ctx| {
-                        FieldFuture::new(async move {
-                            let value = record(&ctx)?.id().to_owned();
-                            let key = RowKey {
-                                table: relation.child,
-                                column: relation.column.name,
-                                value,
-                            };
-                            Ok(loader(&ctx)?
-                                .load_one(key)
-                                .await?
-                                .map(FieldValue::owned_any))
-                        })
-                    },
-                )
+                Field::new(relation.children_field.clone(), TypeRef::named(child_type), move |ctx| {
+                    FieldFuture::new(async move {
+                        let found = reader(&ctx)?.only_child(record(&ctx)?, relation).await?;
+                        Ok(found.map(FieldValue::owned_any))
+                    })
+                })
                 .description(format!("Its {child_type}, if any.")),
             );
         } else {
@@ -437,24 +327,16 @@ fn register_table(mut builder: SchemaBuilder, table: &'static Table) -> SchemaBu
     }
     for link in names::links().iter().filter(|l| l.from.name == table.name) {
         let target = link.to.type_name;
-        let field = Field::new(
-            link.field.clone(),
-            TypeRef::named_nn(format!("{target}Connection")),
-            move |ctx| FieldFuture::new(async move { linked(ctx, link).await }),
-        )
-        .description(format!(
-            "The {target} rows linked to this row through `{}`.",
-            link.link.name
-        ));
+        let field = Field::new(link.field.clone(), TypeRef::named_nn(format!("{target}Connection")), move |ctx| {
+            FieldFuture::new(async move { linked(ctx, link).await })
+        })
+        .description(format!("The {target} rows linked to this row through `{}`.", link.link.name));
         object = object.field(list_arguments(field, link.to));
     }
     object = analytics::fields(object, table);
     let order_by = InputObject::new(format!("{type_name}OrderBy"))
         .description(format!("One key of a {type_name} ordering."))
-        .field(InputValue::new(
-            "field",
-            TypeRef::named_nn(format!("{type_name}OrderField")),
-        ))
+        .field(InputValue::new("field", TypeRef::named_nn(format!("{type_name}OrderField"))))
         .field(
             InputValue::new("direction", TypeRef::named("OrderDirection"))
                 .default_value(GqlValue::Enum(Name::new("ASC"))),
@@ -475,27 +357,21 @@ fn register_enum(
     values: &'static [&'static str],
 ) -> SchemaBuilder {
     let name = names::enum_type(table, column);
-    let mut enum_type =
-        Enum::new(name.clone()).description(format!("Values of `{}.{}`.", table.name, column.name));
+    let mut enum_type = Enum::new(name.clone()).description(format!("Values of `{}.{}`.", table.name, column.name));
     for value in values {
-        enum_type = enum_type
-            .item(EnumItem::new(names::enum_value(value)).description(format!("`{value}`")));
+        enum_type = enum_type.item(EnumItem::new(names::enum_value(value)).description(format!("`{value}`")));
     }
     let filter_input = InputObject::new(format!("{name}Filter"))
         .description(format!("Conditions on a {name} value."))
         .field(InputValue::new("eq", TypeRef::named(name.clone())).description("Equal to."))
-        .field(
-            InputValue::new("ne", TypeRef::named(name.clone()))
-                .description("Not equal to (NULL does not match)."),
-        )
+        .field(InputValue::new("ne", TypeRef::named(name.clone())).description("Not equal to (NULL does not match)."))
         .field(InputValue::new("in", TypeRef::named_nn_list(name.clone())).description("One of."))
         .field(
             InputValue::new("notIn", TypeRef::named_nn_list(name.clone()))
                 .description("None of (NULL does not match)."),
         )
         .field(
-            InputValue::new("isNull", TypeRef::named(TypeRef::BOOLEAN))
-                .description("NULL (true) or not NULL (false)."),
+            InputValue::new("isNull", TypeRef::named(TypeRef::BOOLEAN)).description("NULL (true) or not NULL (false)."),
         );
     builder.register(enum_type).register(filter_input)
 }
@@ -520,33 +396,22 @@ fn connection(type_name: &'static str) -> Object {
     Object::new(format!("{type_name}Connection"))
         .description(format!("A page of {type_name} rows."))
         .field(
-            Field::new(
-                "edges",
-                TypeRef::named_nn_list_nn(format!("{type_name}Edge")),
-                |ctx| {
-                    FieldFuture::new(async move {
-                        let page = page(&ctx)?;
-                        Ok(Some(FieldValue::list(page.records.iter().map(|r| {
-                            FieldValue::owned_any(Edge {
-                                record: r.clone(),
-                                order: page.order.clone(),
-                            })
-                        }))))
-                    })
-                },
-            )
+            Field::new("edges", TypeRef::named_nn_list_nn(format!("{type_name}Edge")), |ctx| {
+                FieldFuture::new(async move {
+                    let page = page(&ctx)?;
+                    Ok(Some(FieldValue::list(
+                        page.records
+                            .iter()
+                            .map(|r| FieldValue::owned_any(Edge { record: r.clone(), order: page.order.clone() })),
+                    )))
+                })
+            })
             .description("The rows with their cursors."),
         )
         .field(
             Field::new("nodes", TypeRef::named_nn_list_nn(type_name), |ctx| {
                 FieldFuture::new(async move {
-                    Ok(Some(FieldValue::list(
-                        page(&ctx)?
-                            .records
-                            .iter()
-                            .cloned()
-                            .map(FieldValue::owned_any),
-                    )))
+                    Ok(Some(FieldValue::list(page(&ctx)?.records.iter().cloned().map(FieldValue::owned_any))))
                 })
             })
             .description("The rows."),
@@ -570,24 +435,16 @@ fn connection(type_name: &'static str) -> Object {
                 FieldFuture::new(async move {
                     let total = match &page(&ctx)?.total {
                         Total::Known(n) => *n,
-                        Total::Count(select) => {
-                            records::count(ctx.data::<Db>()?, select.clone()).await?
+                        Total::Count(select) => records::count(ctx.data::<Db>()?, select.clone()).await?,
+                        Total::Children(parent, relation, query) => {
+                            reader(&ctx)?.child_count(parent, relation, &query.filter).await?
                         }
-                        Total::Child(key) => {
-                            loader(&ctx)?.load_one(key.clone()).await?.unwrap_or(0)
-                        }
-                        Total::Linked(key) => loader(&ctx)?
-                            .load_one(key.clone())
-                            .await?
-                            .map(|(_, n)| n)
-                            .unwrap_or(0),
+                        Total::Linked(parent, link, query) => reader(&ctx)?.linked(parent, link, query, true).await?.1,
                     };
                     Ok(Some(FieldValue::value(total)))
                 })
             })
-            .description(
-                "How many rows match the filter, on every page (counted only when asked for).",
-            ),
+            .description("How many rows match the filter, on every page (counted only when asked for)."),
         )
 }
 
@@ -598,10 +455,7 @@ fn edge(type_name: &'static str) -> Object {
             Field::new("cursor", TypeRef::named_nn(TypeRef::STRING), |ctx| {
                 FieldFuture::new(async move {
                     let edge = ctx.parent_value.try_downcast_ref::<Edge>()?;
-                    Ok(Some(FieldValue::value(encode_cursor(
-                        &edge.record,
-                        &edge.order,
-                    ))))
+                    Ok(Some(FieldValue::value(encode_cursor(&edge.record, &edge.order))))
                 })
             })
             .description("An opaque cursor: pass it as `after` or `before`."),
@@ -609,9 +463,7 @@ fn edge(type_name: &'static str) -> Object {
         .field(
             Field::new("node", TypeRef::named_nn(type_name), |ctx| {
                 FieldFuture::new(async move {
-                    Ok(Some(FieldValue::owned_any(
-                        ctx.parent_value.try_downcast_ref::<Edge>()?.record.clone(),
-                    )))
+                    Ok(Some(FieldValue::owned_any(ctx.parent_value.try_downcast_ref::<Edge>()?.record.clone())))
                 })
             })
             .description("The row."),
@@ -622,26 +474,10 @@ fn edge(type_name: &'static str) -> Object {
 fn register_shared(builder: SchemaBuilder) -> SchemaBuilder {
     let page_info = Object::new("PageInfo")
         .description("Where a page is in its list.")
-        .field(bool_field(
-            "hasNextPage",
-            |p| p.has_next,
-            "Whether rows follow this page.",
-        ))
-        .field(bool_field(
-            "hasPreviousPage",
-            |p| p.has_prev,
-            "Whether rows precede this page.",
-        ))
-        .field(cursor_field(
-            "startCursor",
-            |p| p.start.clone(),
-            "The cursor of the first row.",
-        ))
-        .field(cursor_field(
-            "endCursor",
-            |p| p.end.clone(),
-            "The cursor of the last row.",
-        ));
+        .field(bool_field("hasNextPage", |p| p.has_next, "Whether rows follow this page."))
+        .field(bool_field("hasPreviousPage", |p| p.has_prev, "Whether rows precede this page."))
+        .field(cursor_field("startCursor", |p| p.start.clone(), "The cursor of the first row."))
+        .field(cursor_field("endCursor", |p| p.end.clone(), "The cursor of the last row."));
     let direction = Enum::new("OrderDirection")
         .description("Ascending (NULLs last) or descending (NULLs first).")
         .item(EnumItem::new("ASC"))
@@ -662,37 +498,31 @@ fn register_shared(builder: SchemaBuilder) -> SchemaBuilder {
         let mut input = InputObject::new(name)
             .description(format!("Conditions on a {ty} value; all given must hold."))
             .field(InputValue::new("eq", TypeRef::named(ty)).description("Equal to."))
-            .field(
-                InputValue::new("ne", TypeRef::named(ty))
-                    .description("Not equal to (NULL does not match)."),
-            )
+            .field(InputValue::new("ne", TypeRef::named(ty)).description("Not equal to (NULL does not match)."))
             .field(InputValue::new("in", TypeRef::named_nn_list(ty)).description("One of."))
-            .field(
-                InputValue::new("notIn", TypeRef::named_nn_list(ty))
-                    .description("None of (NULL does not match)."),
-            )
+            .field(InputValue::new("notIn", TypeRef::named_nn_list(ty)).description("None of (NULL does not match)."))
             .field(InputValue::new("lt", TypeRef::named(ty)).description("Less than."))
             .field(InputValue::new("lte", TypeRef::named(ty)).description("Less than or equal to."))
             .field(InputValue::new("gt", TypeRef::named(ty)).description("Greater than."))
-            .field(
-                InputValue::new("gte", TypeRef::named(ty)).description("Greater than or equal to."),
-            )
+            .field(InputValue::new("gte", TypeRef::named(ty)).description("Greater than or equal to."))
             .field(
                 InputValue::new("isNull", TypeRef::named(TypeRef::BOOLEAN))
                     .description("NULL (true) or not NULL (false)."),
             );
         for (name, description) in extra {
-            input = input.field(
-                InputValue::new(*name, TypeRef::named(TypeRef::STRING)).description(*description),
-            );
+            input = input.field(InputValue::new(*name, TypeRef::named(TypeRef::STRING)).description(*description));
         }
         input
     };
     builder = builder
-        .register(ordered("StringFilter", TypeRef::STRING, &[
-            ("like", "Matches a pattern, case-sensitive: `%` any run, `_` one character, `\\` escapes."),
-            ("ilike", "Like `like`, ignoring ASCII case."),
-        ]))
+        .register(ordered(
+            "StringFilter",
+            TypeRef::STRING,
+            &[
+                ("like", "Matches a pattern, case-sensitive: `%` any run, `_` one character, `\\` escapes."),
+                ("ilike", "Like `like`, ignoring ASCII case."),
+            ],
+        ))
         .register(ordered("IntFilter", TypeRef::INT, &[]))
         .register(ordered("FloatFilter", TypeRef::FLOAT, &[]))
         .register(ordered("DateTimeFilter", "DateTime", &[]))
@@ -700,17 +530,32 @@ fn register_shared(builder: SchemaBuilder) -> SchemaBuilder {
             InputObject::new("IDFilter")
                 .description("Conditions on an id.")
                 .field(InputValue::new("eq", TypeRef::named(TypeRef::ID)).description("Equal to."))
-                .field(InputValue::new("ne", TypeRef::named(TypeRef::ID)).description("Not equal to (NULL does not match)."))
+                .field(
+                    InputValue::new("ne", TypeRef::named(TypeRef::ID))
+                        .description("Not equal to (NULL does not match)."),
+                )
                 .field(InputValue::new("in", TypeRef::named_nn_list(TypeRef::ID)).description("One of."))
-                .field(InputValue::new("notIn", TypeRef::named_nn_list(TypeRef::ID)).description("None of (NULL does not match)."))
-                .field(InputValue::new("isNull", TypeRef::named(TypeRef::BOOLEAN)).description("NULL (true) or not NULL (false).")),
+                .field(
+                    InputValue::new("notIn", TypeRef::named_nn_list(TypeRef::ID))
+                        .description("None of (NULL does not match)."),
+                )
+                .field(
+                    InputValue::new("isNull", TypeRef::named(TypeRef::BOOLEAN))
+                        .description("NULL (true) or not NULL (false)."),
+                ),
         )
         .register(
             InputObject::new("BooleanFilter")
                 .description("Conditions on a boolean.")
                 .field(InputValue::new("eq", TypeRef::named(TypeRef::BOOLEAN)).description("Equal to."))
-                .field(InputValue::new("ne", TypeRef::named(TypeRef::BOOLEAN)).description("Not equal to (NULL does not match)."))
-                .field(InputValue::new("isNull", TypeRef::named(TypeRef::BOOLEAN)).description("NULL (true) or not NULL (false).")),
+                .field(
+                    InputValue::new("ne", TypeRef::named(TypeRef::BOOLEAN))
+                        .description("Not equal to (NULL does not match)."),
+                )
+                .field(
+                    InputValue::new("isNull", TypeRef::named(TypeRef::BOOLEAN))
+                        .description("NULL (true) or not NULL (false)."),
+                ),
         )
         .register(
             InputObject::new("JSONFilter")
@@ -718,32 +563,32 @@ fn register_shared(builder: SchemaBuilder) -> SchemaBuilder {
                 .field(InputValue::new("contains", TypeRef::named("JSON")).description(
                     "An object: every top-level key is present with an exactly equal value (JSON types included).",
                 ))
-                .field(InputValue::new("hasKey", TypeRef::named(TypeRef::STRING)).description("The object has this top-level key."))
-                .field(InputValue::new("isNull", TypeRef::named(TypeRef::BOOLEAN)).description("NULL (true) or not NULL (false).")),
+                .field(
+                    InputValue::new("hasKey", TypeRef::named(TypeRef::STRING))
+                        .description("The object has this top-level key."),
+                )
+                .field(
+                    InputValue::new("isNull", TypeRef::named(TypeRef::BOOLEAN))
+                        .description("NULL (true) or not NULL (false)."),
+                ),
         );
     analytics::register(builder)
 }
 
 fn bool_field(name: &'static str, get: fn(&PageInfo) -> bool, description: &'static str) -> Field {
     Field::new(name, TypeRef::named_nn(TypeRef::BOOLEAN), move |ctx| {
-        FieldFuture::new(async move {
-            Ok(Some(FieldValue::value(get(ctx
-                .parent_value
-                .try_downcast_ref::<PageInfo>()?))))
-        })
+        FieldFuture::new(
+            async move { Ok(Some(FieldValue::value(get(ctx.parent_value.try_downcast_ref::<PageInfo>()?)))) },
+        )
     })
     .description(description)
 }
 
-fn cursor_field(
-    name: &'static str,
-    get: fn(&PageInfo) -> Option<String>,
-    description: &'static str,
-) -> Field {
+fn cursor_field(name: &'static str, get: fn(&PageInfo) -> Option<String>, description: &'static str) -> Field {
     Field::new(name, TypeRef::named(TypeRef::STRING), move |ctx| {
-        FieldFuture::new(async move {
-            Ok(get(ctx.parent_value.try_downcast_ref::<PageInfo>()?).map(FieldValue::value))
-        })
+        FieldFuture::new(
+            async move { Ok(get(ctx.parent_value.try_downcast_ref::<PageInfo>()?).map(FieldValue::value)) },
+        )
     })
     .description(description)
 }

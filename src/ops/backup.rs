@@ -47,24 +47,15 @@ pub async fn backup(db: &Db, file: &Path) -> anyhow::Result<BackupOutcome> {
         return Err(postgres_refusal());
     };
     if file.exists() {
-        bail!(
-            "backup: `{}` exists already; backup never overwrites a file, choose a new name",
-            file.display()
-        );
+        bail!("backup: `{}` exists already; backup never overwrites a file, choose a new name", file.display());
     }
     if let Some(parent) = file.parent().filter(|p| !p.as_os_str().is_empty()) {
         if !parent.is_dir() {
-            bail!(
-                "backup: the directory `{}` does not exist",
-                parent.display()
-            );
+            bail!("backup: the directory `{}` does not exist", parent.display());
         }
     }
     let Some(target) = file.to_str() else {
-        bail!(
-            "backup: the file name `{}` is not valid UTF-8",
-            file.display()
-        );
+        bail!("backup: the file name `{}` is not valid UTF-8", file.display());
     };
     {
         let mut pooled = pool.get().await?;
@@ -78,18 +69,10 @@ pub async fn backup(db: &Db, file: &Path) -> anyhow::Result<BackupOutcome> {
         .await
         .with_context(|| format!("backup: cannot open the copy `{}`", file.display()))?;
     let mut conn = Conn::Sqlite(&mut copy);
-    let check: Vec<String> = conn
-        .texts("SELECT quick_check AS v FROM pragma_quick_check", None)
-        .await?
-        .into_iter()
-        .flatten()
-        .collect();
+    let check: Vec<String> =
+        conn.texts("SELECT quick_check AS v FROM pragma_quick_check", None).await?.into_iter().flatten().collect();
     if check != ["ok"] {
-        bail!(
-            "backup: the copy `{}` fails its check: {}",
-            file.display(),
-            check.join("; ")
-        );
+        bail!("backup: the copy `{}` fails its check: {}", file.display(), check.join("; "));
     }
     let mut tables = Vec::new();
     for table in catalog::tables() {
@@ -100,9 +83,5 @@ pub async fn backup(db: &Db, file: &Path) -> anyhow::Result<BackupOutcome> {
         tables.push((table.name.to_owned(), n));
     }
     let bytes = std::fs::metadata(file).map(|m| m.len()).unwrap_or(0);
-    Ok(BackupOutcome {
-        file: file.to_owned(),
-        bytes,
-        tables,
-    })
+    Ok(BackupOutcome { file: file.to_owned(), bytes, tables })
 }

@@ -41,28 +41,14 @@ fn text_expr(backend: Backend, column: &Column) -> String {
 /// `SELECT <one JSON array of the row's values as text> AS v FROM table [WHERE id > param]
 /// ORDER BY id LIMIT n`: one page of the table in id order.
 pub(crate) fn page_sql(backend: Backend, table: &Table, after: bool, limit: usize) -> String {
-    let values: Vec<String> = table
-        .columns
-        .iter()
-        .map(|c| text_expr(backend, c))
-        .collect();
+    let values: Vec<String> = table.columns.iter().map(|c| text_expr(backend, c)).collect();
     let (array, param) = match backend {
-        Backend::Postgres => (
-            format!("json_build_array({})::text", values.join(", ")),
-            "$1",
-        ),
+        Backend::Postgres => (format!("json_build_array({})::text", values.join(", ")), "$1"),
         Backend::Sqlite => (format!("json_array({})", values.join(", ")), "?"),
     };
     let id = ident("id");
-    let filter = if after {
-        format!(" WHERE {id} > {param}")
-    } else {
-        String::new()
-    };
-    format!(
-        "SELECT {array} AS v FROM {}{filter} ORDER BY {id} LIMIT {limit}",
-        ident(table.name)
-    )
+    let filter = if after { format!(" WHERE {id} > {param}") } else { String::new() };
+    format!("SELECT {array} AS v FROM {}{filter} ORDER BY {id} LIMIT {limit}", ident(table.name))
 }
 
 /// Extra setup for reading doubles exactly on PostgreSQL (shortest exact output).
@@ -71,8 +57,8 @@ pub(crate) const PG_READ_SETUP: &str = "SET LOCAL extra_float_digits = 3";
 /// Decodes one row read by [`page_sql`] into a JSON object, column name → value, typed by
 /// the columns' kinds.
 pub(crate) fn decode(table: &Table, row: &str) -> Result<Map<String, Value>, String> {
-    let texts: Vec<Option<String>> = serde_json::from_str(row)
-        .map_err(|e| format!("{}: unreadable row from the database: {e}", table.name))?;
+    let texts: Vec<Option<String>> =
+        serde_json::from_str(row).map_err(|e| format!("{}: unreadable row from the database: {e}", table.name))?;
     if texts.len() != table.columns.len() {
         return Err(format!(
             "{}: the database returned {} values for {} columns",
@@ -85,8 +71,9 @@ pub(crate) fn decode(table: &Table, row: &str) -> Result<Map<String, Value>, Str
     for (column, text) in table.columns.iter().zip(texts) {
         let value = match text {
             None => Value::Null,
-            Some(text) => decode_value(column.kind, &text)
-                .map_err(|e| format!("{}.{}: {e}", table.name, column.name))?,
+            Some(text) => {
+                decode_value(column.kind, &text).map_err(|e| format!("{}.{}: {e}", table.name, column.name))?
+            }
         };
         object.insert(column.name.to_owned(), value);
     }
@@ -95,15 +82,9 @@ pub(crate) fn decode(table: &Table, row: &str) -> Result<Map<String, Value>, Str
 
 fn decode_value(kind: Kind, text: &str) -> Result<Value, String> {
     Ok(match kind {
-        Kind::Int => Value::Number(
-            text.parse::<i64>()
-                .map_err(|e| format!("`{text}` is not an integer: {e}"))?
-                .into(),
-        ),
+        Kind::Int => Value::Number(text.parse::<i64>().map_err(|e| format!("`{text}` is not an integer: {e}"))?.into()),
         Kind::Real => {
-            let x = text
-                .parse::<f64>()
-                .map_err(|e| format!("`{text}` is not a number: {e}"))?;
+            let x = text.parse::<f64>().map_err(|e| format!("`{text}` is not a number: {e}"))?;
             match Number::from_f64(x) {
                 Some(n) => Value::Number(n),
                 // JSON has no NaN or infinities: they travel as strings.
@@ -116,11 +97,9 @@ fn decode_value(kind: Kind, text: &str) -> Result<Value, String> {
             other => return Err(format!("`{other}` is not a boolean")),
         }),
         Kind::Json => serde_json::from_str(text).map_err(|e| format!("invalid JSON: {e}"))?,
-        Kind::Timestamp => Value::String(
-            Timestamp::parse(text)
-                .map_err(|e| format!("`{text}` is not a timestamp: {e}"))?
-                .to_text(),
-        ),
+        Kind::Timestamp => {
+            Value::String(Timestamp::parse(text).map_err(|e| format!("`{text}` is not a timestamp: {e}"))?.to_text())
+        }
         Kind::Id | Kind::Text | Kind::Date | Kind::Enum(_) => Value::String(text.to_owned()),
     })
 }
@@ -163,12 +142,8 @@ impl Cell {
 pub(crate) fn encode(table: &Table, mut object: Map<String, Value>) -> Result<Vec<Cell>, String> {
     let mut cells = Vec::with_capacity(table.columns.len());
     for column in table.columns {
-        let value = object
-            .remove(column.name)
-            .ok_or_else(|| format!("column `{}` is missing", column.name))?;
-        cells.push(
-            encode_value(column, value).map_err(|e| format!("column `{}`: {e}", column.name))?,
-        );
+        let value = object.remove(column.name).ok_or_else(|| format!("column `{}` is missing", column.name))?;
+        cells.push(encode_value(column, value).map_err(|e| format!("column `{}`: {e}", column.name))?);
     }
     if let Some(extra) = object.keys().next() {
         return Err(format!("`{extra}` is not a column of {}", table.name));
@@ -191,32 +166,18 @@ fn encode_value(column: &Column, value: Value) -> Result<Cell, String> {
             Kind::Timestamp => Cell::Timestamp(None),
             _ => Cell::Text(None),
         },
-        Kind::Int => Cell::Int(Some(
-            value
-                .as_i64()
-                .ok_or_else(|| format!("{value} is not a 64-bit integer"))?,
-        )),
+        Kind::Int => Cell::Int(Some(value.as_i64().ok_or_else(|| format!("{value} is not a 64-bit integer"))?)),
         Kind::Real => Cell::Real(Some(match &value {
-            Value::Number(n) => n
-                .as_f64()
-                .ok_or_else(|| format!("{value} is not a number"))?,
+            Value::Number(n) => n.as_f64().ok_or_else(|| format!("{value} is not a number"))?,
             Value::String(s) if s == "NaN" => f64::NAN,
             Value::String(s) if s == "Infinity" => f64::INFINITY,
             Value::String(s) if s == "-Infinity" => f64::NEG_INFINITY,
             _ => return Err(format!("{value} is not a number")),
         })),
-        Kind::Bool => Cell::Bool(Some(
-            value
-                .as_bool()
-                .ok_or_else(|| format!("{value} is not a boolean"))?,
-        )),
+        Kind::Bool => Cell::Bool(Some(value.as_bool().ok_or_else(|| format!("{value} is not a boolean"))?)),
         Kind::Timestamp => {
-            let text = value
-                .as_str()
-                .ok_or_else(|| format!("{value} is not a timestamp string"))?;
-            Cell::Timestamp(Some(
-                Timestamp::parse(text).map_err(|e| format!("`{text}` is not a timestamp: {e}"))?,
-            ))
+            let text = value.as_str().ok_or_else(|| format!("{value} is not a timestamp string"))?;
+            Cell::Timestamp(Some(Timestamp::parse(text).map_err(|e| format!("`{text}` is not a timestamp: {e}"))?))
         }
         Kind::Id | Kind::Text | Kind::Date | Kind::Enum(_) => {
             let Value::String(text) = value else {
@@ -224,10 +185,7 @@ fn encode_value(column: &Column, value: Value) -> Result<Cell, String> {
             };
             match column.kind {
                 Kind::Id if text.is_empty() => return Err("an empty id".into()),
-                Kind::Date
-                    if text.len() != 10
-                        || chrono::NaiveDate::parse_from_str(&text, "%Y-%m-%d").is_err() =>
-                {
+                Kind::Date if text.len() != 10 || chrono::NaiveDate::parse_from_str(&text, "%Y-%m-%d").is_err() => {
                     return Err(format!("`{text}` is not a date (YYYY-MM-DD)"))
                 }
                 Kind::Enum(values) if !values.contains(&text.as_str()) => {
@@ -277,9 +235,7 @@ macro_rules! insert_fragment {
                             Cell::Int(v) => out.push_bind_param::<Nullable<BigInt>, _>(v)?,
                             Cell::Real(v) => out.push_bind_param::<Nullable<Double>, _>(v)?,
                             Cell::Bool(v) => out.push_bind_param::<Nullable<Bool>, _>(v)?,
-                            Cell::Timestamp(v) => {
-                                out.push_bind_param::<Nullable<UtcTimestamp>, _>(v)?
-                            }
+                            Cell::Timestamp(v) => out.push_bind_param::<Nullable<UtcTimestamp>, _>(v)?,
                             Cell::Json(v) => out.push_bind_param::<Nullable<JsonValue>, _>(v)?,
                         }
                     }
@@ -316,19 +272,11 @@ pub(crate) fn parents_first(table: &Table, rows: Vec<Vec<Cell>>) -> Vec<Vec<Cell
     if self_refs.is_empty() {
         return rows;
     }
-    let index: std::collections::HashMap<&str, usize> = rows
-        .iter()
-        .enumerate()
-        .filter_map(|(i, row)| row[id_index].as_text().map(|id| (id, i)))
-        .collect();
+    let index: std::collections::HashMap<&str, usize> =
+        rows.iter().enumerate().filter_map(|(i, row)| row[id_index].as_text().map(|id| (id, i))).collect();
     let parents: Vec<Vec<usize>> = rows
         .iter()
-        .map(|row| {
-            self_refs
-                .iter()
-                .filter_map(|&c| row[c].as_text().and_then(|id| index.get(id).copied()))
-                .collect()
-        })
+        .map(|row| self_refs.iter().filter_map(|&c| row[c].as_text().and_then(|id| index.get(id).copied())).collect())
         .collect();
     // 0: not visited, 1: on the stack, 2: placed.
     let mut state = vec![0u8; rows.len()];
@@ -366,27 +314,16 @@ mod tests {
     fn self_referencing_rows_come_after_their_parents() {
         let table = crate::catalog::table("agent_versions").unwrap();
         let id = table.columns.iter().position(|c| c.name == "id").unwrap();
-        let parent = table
-            .columns
-            .iter()
-            .position(|c| c.name == "parent_version_id")
-            .unwrap();
+        let parent = table.columns.iter().position(|c| c.name == "parent_version_id").unwrap();
         let row = |name: &str, parent_name: Option<&str>| {
             let mut cells = vec![Cell::Text(None); table.columns.len()];
             cells[id] = Cell::Text(Some(name.to_owned()));
             cells[parent] = Cell::Text(parent_name.map(str::to_owned));
             cells
         };
-        let rows = vec![
-            row("c", Some("b")),
-            row("b", Some("a")),
-            row("a", None),
-            row("d", Some("missing")),
-        ];
-        let ordered: Vec<String> = parents_first(table, rows)
-            .iter()
-            .map(|r| r[id].as_text().unwrap().to_owned())
-            .collect();
+        let rows = vec![row("c", Some("b")), row("b", Some("a")), row("a", None), row("d", Some("missing"))];
+        let ordered: Vec<String> =
+            parents_first(table, rows).iter().map(|r| r[id].as_text().unwrap().to_owned()).collect();
         assert_eq!(ordered, ["a", "b", "c", "d"]);
     }
 
@@ -395,10 +332,7 @@ mod tests {
         let table = crate::catalog::table("traces").unwrap();
         let has_errors = table.column("has_errors").unwrap();
         assert_eq!(decode_value(has_errors.kind, "t"), Ok(Value::Bool(true)));
-        assert_eq!(
-            decode_value(Kind::Real, "0.10000000000000001"),
-            Ok(0.1.into())
-        );
+        assert_eq!(decode_value(Kind::Real, "0.10000000000000001"), Ok(0.1.into()));
         assert_eq!(
             decode_value(Kind::Timestamp, "2026-01-02T03:04:05.000001Z"),
             Ok("2026-01-02T03:04:05.000001Z".into())

@@ -60,26 +60,12 @@ impl Conn<'_> {
 
     /// Runs a query whose one column is text named `v`, with at most one text parameter
     /// (`$1` on PostgreSQL, `?` on SQLite).
-    pub(crate) async fn texts(
-        &mut self,
-        sql: &str,
-        param: Option<&str>,
-    ) -> diesel::QueryResult<Vec<Option<String>>> {
+    pub(crate) async fn texts(&mut self, sql: &str, param: Option<&str>) -> diesel::QueryResult<Vec<Option<String>>> {
         let rows: Vec<TextRow> = match (self, param) {
             (Conn::Pg(conn), None) => diesel::sql_query(sql).load(&mut **conn).await?,
-            (Conn::Pg(conn), Some(p)) => {
-                diesel::sql_query(sql)
-                    .bind::<Text, _>(p)
-                    .load(&mut **conn)
-                    .await?
-            }
+            (Conn::Pg(conn), Some(p)) => diesel::sql_query(sql).bind::<Text, _>(p).load(&mut **conn).await?,
             (Conn::Sqlite(conn), None) => diesel::sql_query(sql).load(&mut **conn).await?,
-            (Conn::Sqlite(conn), Some(p)) => {
-                diesel::sql_query(sql)
-                    .bind::<Text, _>(p)
-                    .load(&mut **conn)
-                    .await?
-            }
+            (Conn::Sqlite(conn), Some(p)) => diesel::sql_query(sql).bind::<Text, _>(p).load(&mut **conn).await?,
         };
         Ok(rows.into_iter().map(|r| r.v).collect())
     }

@@ -110,8 +110,7 @@ pub async fn export(db: &Db, dir: &Path) -> anyhow::Result<Manifest> {
             };
             let tmp = dir.join(format!("{MANIFEST}.tmp"));
             let text = serde_json::to_string_pretty(&manifest)? + "\n";
-            std::fs::write(&tmp, text)
-                .with_context(|| format!("cannot write {}", tmp.display()))?;
+            std::fs::write(&tmp, text).with_context(|| format!("cannot write {}", tmp.display()))?;
             std::fs::rename(&tmp, dir.join(MANIFEST))
                 .with_context(|| format!("cannot write {}", dir.join(MANIFEST).display()))?;
             Ok(manifest)
@@ -121,10 +120,7 @@ pub async fn export(db: &Db, dir: &Path) -> anyhow::Result<Manifest> {
             for table in catalog::tables() {
                 let _ = std::fs::remove_file(dir.join(file_name(table)));
             }
-            Err(e.context(format!(
-                "export to {} failed; its files were removed",
-                dir.display()
-            )))
+            Err(e.context(format!("export to {} failed; its files were removed", dir.display())))
         }
     }
 }
@@ -138,8 +134,7 @@ fn prepare_dir(dir: &Path) -> anyhow::Result<()> {
         if !dir.is_dir() {
             bail!("export: `{}` exists and is not a directory", dir.display());
         }
-        let mut entries = std::fs::read_dir(dir)
-            .with_context(|| format!("export: cannot read `{}`", dir.display()))?;
+        let mut entries = std::fs::read_dir(dir).with_context(|| format!("export: cannot read `{}`", dir.display()))?;
         if entries.next().is_some() {
             bail!(
                 "export: `{}` is not empty; export into a new or empty directory (nothing is overwritten)",
@@ -147,8 +142,7 @@ fn prepare_dir(dir: &Path) -> anyhow::Result<()> {
             );
         }
     } else {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("export: cannot create `{}`", dir.display()))?;
+        std::fs::create_dir_all(dir).with_context(|| format!("export: cannot create `{}`", dir.display()))?;
     }
     Ok(())
 }
@@ -172,10 +166,7 @@ async fn export_snapshot(db: &Db, dir: &Path) -> anyhow::Result<Exported> {
         }
         Pool::Sqlite(pool) => {
             let mut pooled = pool.get().await?;
-            AsyncConnection::transaction(&mut *pooled, async |conn| {
-                export_in(&mut Conn::Sqlite(conn), dir).await
-            })
-            .await
+            AsyncConnection::transaction(&mut *pooled, async |conn| export_in(&mut Conn::Sqlite(conn), dir).await).await
         }
     }
 }
@@ -198,8 +189,7 @@ async fn export_in(conn: &mut Conn<'_>, dir: &Path) -> anyhow::Result<Exported> 
     let mut entries = Vec::new();
     for table in catalog::tables() {
         let path = dir.join(file_name(table));
-        let file =
-            File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
+        let file = File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
         let mut out = BufWriter::new(file);
         let mut hasher = Sha256::new();
         let mut rows = 0u64;
@@ -212,26 +202,19 @@ async fn export_in(conn: &mut Conn<'_>, dir: &Path) -> anyhow::Result<Exported> 
             for row in page {
                 let row = row.ok_or_else(|| anyhow!("{}: a row read as NULL", table.name))?;
                 let object = codec::decode(table, &row).map_err(|e| anyhow!(e))?;
-                last = object
-                    .get(table.columns[id_index].name)
-                    .and_then(|v| v.as_str())
-                    .map(str::to_owned);
+                last = object.get(table.columns[id_index].name).and_then(|v| v.as_str()).map(str::to_owned);
                 let mut line = serde_json::to_vec(&object)?;
                 line.push(b'\n');
                 hasher.update(&line);
-                out.write_all(&line)
-                    .with_context(|| format!("cannot write {}", path.display()))?;
+                out.write_all(&line).with_context(|| format!("cannot write {}", path.display()))?;
                 rows += 1;
             }
             if !full {
                 break;
             }
         }
-        out.flush()
-            .with_context(|| format!("cannot write {}", path.display()))?;
-        out.into_inner()
-            .map_err(|e| anyhow!("cannot write {}: {}", path.display(), e.error()))?
-            .sync_all()?;
+        out.flush().with_context(|| format!("cannot write {}", path.display()))?;
+        out.into_inner().map_err(|e| anyhow!("cannot write {}: {}", path.display(), e.error()))?.sync_all()?;
         entries.push(TableEntry {
             name: table.name.to_owned(),
             file: file_name(table),
@@ -244,11 +227,7 @@ async fn export_in(conn: &mut Conn<'_>, dir: &Path) -> anyhow::Result<Exported> 
 }
 
 fn id_index(table: &Table) -> anyhow::Result<usize> {
-    table
-        .columns
-        .iter()
-        .position(|c| c.name == "id")
-        .ok_or_else(|| anyhow!("{} has no id column", table.name))
+    table.columns.iter().position(|c| c.name == "id").ok_or_else(|| anyhow!("{} has no id column", table.name))
 }
 
 /// An export that passed every check of [`verify`].
@@ -266,75 +245,41 @@ pub struct Verified {
 pub fn verify(dir: &Path) -> anyhow::Result<Verified> {
     let path = dir.join(MANIFEST);
     let text = std::fs::read_to_string(&path).with_context(|| {
-        format!(
-            "import: cannot read {} (is `{}` an export directory?)",
-            path.display(),
-            dir.display()
-        )
+        format!("import: cannot read {} (is `{}` an export directory?)", path.display(), dir.display())
     })?;
-    let raw: serde_json::Value = serde_json::from_str(&text)
-        .with_context(|| format!("import: {} is not valid JSON", path.display()))?;
+    let raw: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("import: {} is not valid JSON", path.display()))?;
     if raw.get("format").and_then(|f| f.as_str()) != Some(FORMAT) {
-        bail!(
-            "import: {} is not an iofold-graph export manifest",
-            path.display()
-        );
+        bail!("import: {} is not an iofold-graph export manifest", path.display());
     }
     match raw.get("format_version").and_then(|v| v.as_u64()) {
         Some(v) if v == u64::from(FORMAT_VERSION) => {}
-        Some(v) => bail!(
-            "import: the export has format version {v}; this binary reads version {FORMAT_VERSION}"
-        ),
+        Some(v) => bail!("import: the export has format version {v}; this binary reads version {FORMAT_VERSION}"),
         None => bail!("import: the manifest has no format_version"),
     }
-    let manifest: Manifest = serde_json::from_value(raw)
-        .with_context(|| format!("import: {} is malformed", path.display()))?;
-    let known: BTreeSet<String> = known_migrations(Backend::Sqlite)
-        .into_iter()
-        .chain(known_migrations(Backend::Postgres))
-        .collect();
-    let unknown: Vec<&String> = manifest
-        .migrations
-        .iter()
-        .filter(|v| !known.contains(*v))
-        .collect();
+    let manifest: Manifest =
+        serde_json::from_value(raw).with_context(|| format!("import: {} is malformed", path.display()))?;
+    let known: BTreeSet<String> =
+        known_migrations(Backend::Sqlite).into_iter().chain(known_migrations(Backend::Postgres)).collect();
+    let unknown: Vec<&String> = manifest.migrations.iter().filter(|v| !known.contains(*v)).collect();
     if !unknown.is_empty() {
         bail!(
             "import: the export comes from a newer schema (migrations {}); import it with a newer iofold-graph",
-            unknown
-                .iter()
-                .map(|v| v.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
+            unknown.iter().map(|v| v.as_str()).collect::<Vec<_>>().join(", ")
         );
     }
     for entry in &manifest.tables {
         if catalog::tables().all(|t| t.name != entry.name) {
-            bail!(
-                "import: the export has a table `{}` that is not part of the model",
-                entry.name
-            );
+            bail!("import: the export has a table `{}` that is not part of the model", entry.name);
         }
     }
     for table in catalog::tables() {
-        let entries: Vec<&TableEntry> = manifest
-            .tables
-            .iter()
-            .filter(|e| e.name == table.name)
-            .collect();
+        let entries: Vec<&TableEntry> = manifest.tables.iter().filter(|e| e.name == table.name).collect();
         let [entry] = entries[..] else {
-            bail!(
-                "import: the manifest lists table {} {} times (once expected)",
-                table.name,
-                entries.len()
-            );
+            bail!("import: the manifest lists table {} {} times (once expected)", table.name, entries.len());
         };
         if entry.file != file_name(table) {
-            bail!(
-                "import: table {}: unexpected file name `{}`",
-                table.name,
-                entry.file
-            );
+            bail!("import: table {}: unexpected file name `{}`", table.name, entry.file);
         }
         let columns: Vec<&str> = table.columns.iter().map(|c| c.name).collect();
         if entry.columns != columns {
@@ -347,10 +292,7 @@ pub fn verify(dir: &Path) -> anyhow::Result<Verified> {
         }
         check_file(dir, table, entry)?;
     }
-    Ok(Verified {
-        dir: dir.to_owned(),
-        manifest,
-    })
+    Ok(Verified { dir: dir.to_owned(), manifest })
 }
 
 /// Reads a table's file, checking its checksum, its line count and every row; returns
@@ -382,11 +324,7 @@ fn check_file(dir: &Path, table: &Table, entry: &TableEntry) -> anyhow::Result<(
         );
     }
     if let Some(error) = first_bad_row {
-        bail!(
-            "import: table {}: {} {error}; nothing was imported",
-            table.name,
-            entry.file
-        );
+        bail!("import: table {}: {} {error}; nothing was imported", table.name, entry.file);
     }
     Ok(())
 }
@@ -399,17 +337,15 @@ fn read_rows(
     mut each: impl FnMut(u64, Result<Vec<Cell>, String>) -> anyhow::Result<()>,
 ) -> anyhow::Result<(u64, String)> {
     let path = dir.join(file_name(table));
-    let file =
-        File::open(&path).with_context(|| format!("import: cannot open {}", path.display()))?;
+    let file = File::open(&path).with_context(|| format!("import: cannot open {}", path.display()))?;
     let mut reader = BufReader::new(file);
     let mut hasher = Sha256::new();
     let mut line = Vec::new();
     let mut rows = 0u64;
     loop {
         line.clear();
-        let n = reader
-            .read_until(b'\n', &mut line)
-            .with_context(|| format!("import: cannot read {}", path.display()))?;
+        let n =
+            reader.read_until(b'\n', &mut line).with_context(|| format!("import: cannot read {}", path.display()))?;
         if n == 0 {
             break;
         }
@@ -457,20 +393,13 @@ async fn import_in(conn: &mut Conn<'_>, verified: &Verified) -> anyhow::Result<I
             state.unknown
         );
     }
-    let missing: Vec<&String> = manifest
-        .migrations
-        .iter()
-        .filter(|v| !state.applied.contains(v))
-        .collect();
+    let missing: Vec<&String> = manifest.migrations.iter().filter(|v| !state.applied.contains(v)).collect();
     if !missing.is_empty() {
         bail!("import: the database has not applied the export's migrations {missing:?}");
     }
     let mut non_empty = Vec::new();
     for table in catalog::tables() {
-        let sql = format!(
-            "SELECT COUNT(*) AS n FROM (SELECT 1 FROM {} LIMIT 1) AS x",
-            ident(table.name)
-        );
+        let sql = format!("SELECT COUNT(*) AS n FROM (SELECT 1 FROM {} LIMIT 1) AS x", ident(table.name));
         if conn.count(&sql).await? > 0 {
             non_empty.push(table.name);
         }
@@ -500,8 +429,7 @@ async fn import_in(conn: &mut Conn<'_>, verified: &Verified) -> anyhow::Result<I
         // Rows are read synchronously and inserted between reads, one chunk at a time
         // (every row of a self-referencing table first, to sort them).
         let path = verified.dir.join(file_name(table));
-        let file =
-            File::open(&path).with_context(|| format!("import: cannot open {}", path.display()))?;
+        let file = File::open(&path).with_context(|| format!("import: cannot open {}", path.display()))?;
         let mut reader = BufReader::new(file);
         let mut hasher = Sha256::new();
         let mut line = Vec::new();
@@ -518,14 +446,9 @@ async fn import_in(conn: &mut Conn<'_>, verified: &Verified) -> anyhow::Result<I
             rows += 1;
             let body = line.strip_suffix(b"\n").unwrap_or(&line);
             let object = serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(body)
-                .map_err(|e| {
-                    anyhow!(
-                        "import: table {} line {rows}: not a JSON object: {e}",
-                        table.name
-                    )
-                })?;
-            let cells = codec::encode(table, object)
-                .map_err(|e| anyhow!("import: table {} line {rows}: {e}", table.name))?;
+                .map_err(|e| anyhow!("import: table {} line {rows}: not a JSON object: {e}", table.name))?;
+            let cells =
+                codec::encode(table, object).map_err(|e| anyhow!("import: table {} line {rows}: {e}", table.name))?;
             pending.push(cells);
             if !self_referencing && pending.len() >= chunk {
                 insert(conn, table, &pending).await?;
@@ -533,11 +456,7 @@ async fn import_in(conn: &mut Conn<'_>, verified: &Verified) -> anyhow::Result<I
             }
         }
         if hex::encode(hasher.finalize()) != entry.sha256 || rows != entry.rows {
-            bail!(
-                "import: table {}: {} changed during the import; nothing was imported",
-                table.name,
-                entry.file
-            );
+            bail!("import: table {}: {} changed during the import; nothing was imported", table.name, entry.file);
         }
         if self_referencing {
             pending = codec::parents_first(table, pending);
@@ -552,10 +471,7 @@ async fn import_in(conn: &mut Conn<'_>, verified: &Verified) -> anyhow::Result<I
     match backend {
         Backend::Sqlite => {
             let orphans = conn
-                .texts(
-                    "SELECT DISTINCT \"table\" || ' → ' || parent AS v FROM pragma_foreign_key_check",
-                    None,
-                )
+                .texts("SELECT DISTINCT \"table\" || ' → ' || parent AS v FROM pragma_foreign_key_check", None)
                 .await?;
             if !orphans.is_empty() {
                 bail!(
@@ -570,9 +486,7 @@ async fn import_in(conn: &mut Conn<'_>, verified: &Verified) -> anyhow::Result<I
             .map_err(|e| anyhow!("import: {e}; nothing was imported"))?,
     }
     for (name, expected) in &outcome.tables {
-        let n = conn
-            .count(&format!("SELECT COUNT(*) AS n FROM {}", ident(name)))
-            .await?;
+        let n = conn.count(&format!("SELECT COUNT(*) AS n FROM {}", ident(name))).await?;
         if n as u64 != *expected {
             bail!("import: table {name}: {n} rows after the import, {expected} expected; nothing was imported");
         }

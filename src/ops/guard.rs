@@ -11,10 +11,7 @@ pub const PRODUCTION_MARKERS: &[&str] = &["prod", ".com", "rds.amazonaws"];
 /// The first production marker the URL contains (case-insensitive), if any.
 pub fn production_like(url: &str) -> Option<&'static str> {
     let url = url.to_ascii_lowercase();
-    PRODUCTION_MARKERS
-        .iter()
-        .copied()
-        .find(|marker| url.contains(marker))
+    PRODUCTION_MARKERS.iter().copied().find(|marker| url.contains(marker))
 }
 
 /// The URL with any password replaced by `***`, for messages.
@@ -53,11 +50,7 @@ pub fn not_production_like(command: &str, url: &DatabaseUrl) -> anyhow::Result<(
             "{command} is refused: the database URL `{}` contains `{marker}`, which looks like a production \
              database ({command} refuses URLs containing any of {}). Nothing was touched",
             redact(url.as_str()),
-            PRODUCTION_MARKERS
-                .iter()
-                .map(|m| format!("`{m}`"))
-                .collect::<Vec<_>>()
-                .join(", ")
+            PRODUCTION_MARKERS.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", ")
         );
     }
     Ok(())
@@ -90,28 +83,16 @@ mod tests {
 
     #[test]
     fn production_like_urls_are_recognised() {
-        assert_eq!(
-            production_like("postgres://u@db.example.com/app"),
-            Some(".com")
-        );
-        assert_eq!(
-            production_like("postgres://u@x.abc.eu-west-1.RDS.amazonaws.net/app"),
-            Some("rds.amazonaws")
-        );
+        assert_eq!(production_like("postgres://u@db.example.com/app"), Some(".com"));
+        assert_eq!(production_like("postgres://u@x.abc.eu-west-1.RDS.amazonaws.net/app"), Some("rds.amazonaws"));
         assert_eq!(production_like("/srv/iofold-PROD.db"), Some("prod"));
-        assert_eq!(
-            production_like("postgres://postgres@127.0.0.1:5432/test"),
-            None
-        );
+        assert_eq!(production_like("postgres://postgres@127.0.0.1:5432/test"), None);
         assert_eq!(production_like("./iofold.db"), None);
     }
 
     #[test]
     fn passwords_are_redacted() {
-        assert_eq!(
-            redact("postgres://u:secret@h:5432/db"),
-            "postgres://u:***@h:5432/db"
-        );
+        assert_eq!(redact("postgres://u:secret@h:5432/db"), "postgres://u:***@h:5432/db");
         assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
         assert_eq!(redact("./iofold.db"), "./iofold.db");
     }

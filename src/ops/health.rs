@@ -200,11 +200,7 @@ async fn run_checks(conn: &mut Conn<'_>, report: &mut Report) {
     let existing = match conn.relations().await {
         Ok(existing) => existing,
         Err(e) => {
-            problems.push(Problem {
-                check: "schema",
-                table: None,
-                message: format!("cannot list the tables: {e}"),
-            });
+            problems.push(Problem { check: "schema", table: None, message: format!("cannot list the tables: {e}") });
             Vec::new()
         }
     };
@@ -213,21 +209,14 @@ async fn run_checks(conn: &mut Conn<'_>, report: &mut Report) {
         problems.push(Problem {
             check: "schema",
             table: Some(table.name.to_owned()),
-            message: format!(
-                "the {} is missing",
-                if table.view { "view" } else { "table" }
-            ),
+            message: format!("the {} is missing", if table.view { "view" } else { "table" }),
         });
     }
-    let tables: Vec<&'static catalog::Table> =
-        catalog::tables().filter(|t| present(t.name)).collect();
+    let tables: Vec<&'static catalog::Table> = catalog::tables().filter(|t| present(t.name)).collect();
 
     match conn.backend() {
         Backend::Sqlite => {
-            report.journal_mode = match conn
-                .texts("SELECT journal_mode AS v FROM pragma_journal_mode", None)
-                .await
-            {
+            report.journal_mode = match conn.texts("SELECT journal_mode AS v FROM pragma_journal_mode", None).await {
                 Ok(rows) => rows.into_iter().flatten().next(),
                 Err(e) => {
                     problems.push(Problem {
@@ -248,10 +237,7 @@ async fn run_checks(conn: &mut Conn<'_>, report: &mut Report) {
     // Row counts.
     for table in catalog::tables() {
         let rows = if present(table.name) {
-            match conn
-                .count(&format!("SELECT COUNT(*) AS n FROM {}", ident(table.name)))
-                .await
-            {
+            match conn.count(&format!("SELECT COUNT(*) AS n FROM {}", ident(table.name))).await {
                 Ok(n) => Some(n),
                 Err(e) => {
                     problems.push(Problem {
@@ -265,10 +251,7 @@ async fn run_checks(conn: &mut Conn<'_>, report: &mut Report) {
         } else {
             None
         };
-        report.tables.push(TableRows {
-            table: table.name,
-            rows,
-        });
+        report.tables.push(TableRows { table: table.name, rows });
     }
 }
 
@@ -279,13 +262,7 @@ async fn sqlite_integrity(
     tables: &[&'static catalog::Table],
     problems: &mut Vec<Problem>,
 ) -> &'static str {
-    let global = match conn
-        .texts(
-            "SELECT integrity_check AS v FROM pragma_integrity_check",
-            None,
-        )
-        .await
-    {
+    let global = match conn.texts("SELECT integrity_check AS v FROM pragma_integrity_check", None).await {
         Ok(rows) => rows.into_iter().flatten().collect::<Vec<_>>(),
         Err(e) => vec![format!("integrity_check failed: {e}")],
     };
@@ -330,8 +307,7 @@ fn summarize(messages: &[String]) -> String {
 
 /// `PRAGMA foreign_key_check`, grouped per table, key column and parent table.
 async fn sqlite_foreign_keys(conn: &mut Conn<'_>, problems: &mut Vec<Problem>) -> &'static str {
-    let sql =
-        "SELECT json_array(fk.\"table\", COALESCE(l.\"from\", '?'), fk.parent, COUNT(*)) AS v \
+    let sql = "SELECT json_array(fk.\"table\", COALESCE(l.\"from\", '?'), fk.parent, COUNT(*)) AS v \
                FROM pragma_foreign_key_check AS fk \
                LEFT JOIN pragma_foreign_key_list(fk.\"table\") AS l ON l.id = fk.fkid \
                GROUP BY fk.\"table\", l.\"from\", fk.parent ORDER BY 1";
@@ -339,18 +315,17 @@ async fn sqlite_foreign_keys(conn: &mut Conn<'_>, problems: &mut Vec<Problem>) -
         Ok(rows) => {
             let before = problems.len();
             for row in rows.into_iter().flatten() {
-                let (table, column, parent, n): (String, String, String, i64) =
-                    match serde_json::from_str(&row) {
-                        Ok(parsed) => parsed,
-                        Err(e) => {
-                            problems.push(Problem {
-                                check: "foreign_keys",
-                                table: None,
-                                message: format!("unreadable foreign_key_check row `{row}`: {e}"),
-                            });
-                            continue;
-                        }
-                    };
+                let (table, column, parent, n): (String, String, String, i64) = match serde_json::from_str(&row) {
+                    Ok(parsed) => parsed,
+                    Err(e) => {
+                        problems.push(Problem {
+                            check: "foreign_keys",
+                            table: None,
+                            message: format!("unreadable foreign_key_check row `{row}`: {e}"),
+                        });
+                        continue;
+                    }
+                };
                 problems.push(orphans(table, &column, &parent, n));
             }
             if problems.len() == before {
@@ -374,9 +349,7 @@ fn orphans(table: String, column: &str, parent: &str, n: i64) -> Problem {
     Problem {
         check: "foreign_keys",
         table: Some(table),
-        message: format!(
-            "{n} row(s) whose {column} names no row of {parent} (orphaned foreign key)"
-        ),
+        message: format!("{n} row(s) whose {column} names no row of {parent} (orphaned foreign key)"),
     }
 }
 
@@ -427,16 +400,10 @@ async fn pg_orphans(
 /// The migration versions this binary carries for `backend`.
 pub fn known_migrations(backend: Backend) -> Vec<String> {
     let versions = match backend {
-        Backend::Sqlite => MigrationSource::<Sqlite>::migrations(&migrations::SQLITE).map(|ms| {
-            ms.iter()
-                .map(|m| m.name().version().to_string())
-                .collect::<Vec<_>>()
-        }),
-        Backend::Postgres => MigrationSource::<Pg>::migrations(&migrations::POSTGRES).map(|ms| {
-            ms.iter()
-                .map(|m| m.name().version().to_string())
-                .collect::<Vec<_>>()
-        }),
+        Backend::Sqlite => MigrationSource::<Sqlite>::migrations(&migrations::SQLITE)
+            .map(|ms| ms.iter().map(|m| m.name().version().to_string()).collect::<Vec<_>>()),
+        Backend::Postgres => MigrationSource::<Pg>::migrations(&migrations::POSTGRES)
+            .map(|ms| ms.iter().map(|m| m.name().version().to_string()).collect::<Vec<_>>()),
     };
     let mut versions = versions.unwrap_or_default();
     versions.sort();
@@ -448,32 +415,16 @@ pub(crate) async fn applied_migrations(conn: &mut Conn<'_>) -> diesel::QueryResu
     if !conn.relation_exists(MIGRATIONS_TABLE).await? {
         return Ok(Vec::new());
     }
-    let sql = format!(
-        "SELECT CAST(version AS TEXT) AS v FROM {} ORDER BY 1",
-        ident(MIGRATIONS_TABLE)
-    );
-    Ok(conn
-        .texts(&sql, None)
-        .await?
-        .into_iter()
-        .flatten()
-        .collect())
+    let sql = format!("SELECT CAST(version AS TEXT) AS v FROM {} ORDER BY 1", ident(MIGRATIONS_TABLE));
+    Ok(conn.texts(&sql, None).await?.into_iter().flatten().collect())
 }
 
 pub(crate) async fn migration_state(conn: &mut Conn<'_>) -> diesel::QueryResult<MigrationState> {
     let known = known_migrations(conn.backend());
     let applied = applied_migrations(conn).await?;
     Ok(MigrationState {
-        pending: known
-            .iter()
-            .filter(|v| !applied.contains(v))
-            .cloned()
-            .collect(),
-        unknown: applied
-            .iter()
-            .filter(|v| !known.contains(v))
-            .cloned()
-            .collect(),
+        pending: known.iter().filter(|v| !applied.contains(v)).cloned().collect(),
+        unknown: applied.iter().filter(|v| !known.contains(v)).cloned().collect(),
         applied: applied.into_iter().filter(|v| known.contains(v)).collect(),
     })
 }
@@ -489,9 +440,7 @@ pub async fn quick(db: &Db) -> Value {
     let state = async {
         let state = match &db.pool {
             Pool::Postgres(pool) => migration_state(&mut Conn::Pg(&mut *pool.get().await?)).await?,
-            Pool::Sqlite(pool) => {
-                migration_state(&mut Conn::Sqlite(&mut *pool.get().await?)).await?
-            }
+            Pool::Sqlite(pool) => migration_state(&mut Conn::Sqlite(&mut *pool.get().await?)).await?,
         };
         Ok::<_, anyhow::Error>(state)
     }
@@ -499,11 +448,7 @@ pub async fn quick(db: &Db) -> Value {
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
     match state {
         Ok(state) => {
-            let status = if state.pending.is_empty() && state.unknown.is_empty() {
-                "ok"
-            } else {
-                "degraded"
-            };
+            let status = if state.pending.is_empty() && state.unknown.is_empty() { "ok" } else { "degraded" };
             json!({
                 "status": status,
                 "database": "ok",

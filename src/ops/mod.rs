@@ -104,10 +104,7 @@ pub async fn run(command: OpsCommand, config: &Config) -> anyhow::Result<()> {
                 outcome.dropped.len()
             );
             if !outcome.left_alone.is_empty() {
-                println!(
-                    "left alone (not part of the model): {}",
-                    outcome.left_alone.join(", ")
-                );
+                println!("left alone (not part of the model): {}", outcome.left_alone.join(", "));
             }
         }
         OpsCommand::Health { json } => {
@@ -121,15 +118,8 @@ pub async fn run(command: OpsCommand, config: &Config) -> anyhow::Result<()> {
                 print!("{}", report.render());
             }
             if !report.ok {
-                let first = report
-                    .problems
-                    .first()
-                    .map(ToString::to_string)
-                    .unwrap_or_default();
-                anyhow::bail!(
-                    "health check failed: {} problem(s), first: {first}",
-                    report.problems.len()
-                );
+                let first = report.problems.first().map(ToString::to_string).unwrap_or_default();
+                anyhow::bail!("health check failed: {} problem(s), first: {first}", report.problems.len());
             }
         }
         OpsCommand::Export { dir } => {
@@ -193,10 +183,5 @@ fn connect(config: &Config) -> anyhow::Result<Db> {
 /// A pool on `url`, without applying migrations (a missing SQLite file would be created:
 /// callers check with [`guard::existing_sqlite`] first).
 pub fn open_unmigrated(url: &DatabaseUrl, pool_size: usize) -> anyhow::Result<Db> {
-    Ok(Db::connect(
-        url,
-        &PoolOptions {
-            max_size: pool_size.clamp(1, 4),
-        },
-    )?)
+    Ok(Db::connect(url, &PoolOptions { max_size: pool_size.clamp(1, 4) })?)
 }

@@ -38,10 +38,8 @@ pub async fn reset(db: &Db) -> anyhow::Result<ResetOutcome> {
 
 async fn reset_in(conn: &mut Conn<'_>) -> anyhow::Result<ResetOutcome> {
     let existing = conn.relations().await?;
-    let missing: Vec<&str> = catalog::tables()
-        .map(|t| t.name)
-        .filter(|name| !existing.iter().any(|e| e == name))
-        .collect();
+    let missing: Vec<&str> =
+        catalog::tables().map(|t| t.name).filter(|name| !existing.iter().any(|e| e == name)).collect();
     if !missing.is_empty() {
         bail!(
             "reset: the database lacks tables of the model ({}); run `iofold-graph migrate` first (or `nuke`). \
@@ -51,9 +49,7 @@ async fn reset_in(conn: &mut Conn<'_>) -> anyhow::Result<ResetOutcome> {
     }
     let mut tables = Vec::new();
     for table in catalog::tables() {
-        let n = conn
-            .count(&format!("SELECT COUNT(*) AS n FROM {}", ident(table.name)))
-            .await?;
+        let n = conn.count(&format!("SELECT COUNT(*) AS n FROM {}", ident(table.name))).await?;
         tables.push((table.name.to_owned(), n));
     }
     match conn.backend() {
@@ -61,8 +57,7 @@ async fn reset_in(conn: &mut Conn<'_>) -> anyhow::Result<ResetOutcome> {
             // One TRUNCATE of every table: foreign keys among them (the agents cycle too)
             // are no obstacle.
             let names: Vec<String> = catalog::tables().map(|t| ident(t.name)).collect();
-            conn.batch(&format!("TRUNCATE {}", names.join(", ")))
-                .await?;
+            conn.batch(&format!("TRUNCATE {}", names.join(", "))).await?;
         }
         Backend::Sqlite => {
             // Children first, so no ON DELETE action has work left; the agents cycle is
@@ -101,11 +96,7 @@ async fn nuke_in(conn: &mut Conn<'_>) -> anyhow::Result<NukeOutcome> {
     let ours = |name: &str| name == MIGRATIONS_TABLE || catalog::table(name).is_some();
     let mut dropped: Vec<String> = existing.iter().filter(|n| ours(n)).cloned().collect();
     let left_alone: Vec<String> = existing.iter().filter(|n| !ours(n)).cloned().collect();
-    let views: Vec<String> = catalog::TABLES
-        .iter()
-        .filter(|t| t.view)
-        .map(|t| ident(t.name))
-        .collect();
+    let views: Vec<String> = catalog::TABLES.iter().filter(|t| t.view).map(|t| ident(t.name)).collect();
     // Children before parents.
     let mut tables: Vec<String> = catalog::tables().map(|t| ident(t.name)).collect();
     tables.reverse();
@@ -124,10 +115,7 @@ async fn nuke_in(conn: &mut Conn<'_>) -> anyhow::Result<NukeOutcome> {
             for view in &views {
                 sql.push_str(&format!("DROP VIEW IF EXISTS {view} CASCADE; "));
             }
-            sql.push_str(&format!(
-                "DROP TABLE IF EXISTS {} CASCADE; ",
-                tables.join(", ")
-            ));
+            sql.push_str(&format!("DROP TABLE IF EXISTS {} CASCADE; ", tables.join(", ")));
             for function in functions.into_iter().flatten() {
                 sql.push_str(&format!("DROP FUNCTION IF EXISTS {function} CASCADE; "));
                 dropped.push(function);
@@ -145,8 +133,5 @@ async fn nuke_in(conn: &mut Conn<'_>) -> anyhow::Result<NukeOutcome> {
             conn.batch(&sql).await?;
         }
     }
-    Ok(NukeOutcome {
-        dropped,
-        left_alone,
-    })
+    Ok(NukeOutcome { dropped, left_alone })
 }

@@ -7,12 +7,7 @@ use crate::support::db::TestDb;
 
 fn iofold(url: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_iofold-graph"));
-    command
-        .args(args)
-        .env("DATABASE_URL", url)
-        .env_remove("APP_ENV")
-        .env_remove("NODE_ENV")
-        .env("RUST_LOG", "warn");
+    command.args(args).env("DATABASE_URL", url).env_remove("APP_ENV").env_remove("NODE_ENV").env("RUST_LOG", "warn");
     for (name, value) in env {
         command.env(name, value);
     }
@@ -86,25 +81,16 @@ both_backends! {
 
 #[test]
 fn bad_configuration_is_reported_before_anything_runs() {
-    let output = iofold(
-        "mysql://db",
-        &["migrate"],
-        &[("DB_POOL_SIZE", "5"), ("IOFOLD_ADMIN_SECRET", "short")],
-    );
+    let output = iofold("mysql://db", &["migrate"], &[("DB_POOL_SIZE", "5"), ("IOFOLD_ADMIN_SECRET", "short")]);
     assert!(!output.status.success());
     let err = stderr(&output);
     assert!(
-        err.contains("unsupported scheme `mysql://`")
-            && err.contains("IOFOLD_ADMIN_SECRET must be at least 16"),
+        err.contains("unsupported scheme `mysql://`") && err.contains("IOFOLD_ADMIN_SECRET must be at least 16"),
         "{err}"
     );
     let output = iofold("./x.db", &["migrate"], &[("DB_POOL_SIZE", "0")]);
     assert!(!output.status.success());
-    assert!(
-        stderr(&output).contains("0 is not in 1..=1000"),
-        "{}",
-        stderr(&output)
-    );
+    assert!(stderr(&output).contains("0 is not in 1..=1000"), "{}", stderr(&output));
 }
 
 #[test]

@@ -63,11 +63,7 @@ struct DbTable {
 impl DbTable {
     /// The column lists of the unique indexes other than the primary key.
     fn unique_keys(&self) -> BTreeSet<Vec<String>> {
-        self.indexes
-            .iter()
-            .filter(|i| i.unique && !i.primary)
-            .map(|i| i.columns.clone())
-            .collect()
+        self.indexes.iter().filter(|i| i.unique && !i.primary).map(|i| i.columns.clone()).collect()
     }
 }
 
@@ -192,25 +188,17 @@ async fn introspect(db: &Db) -> DbModel {
     for row in columns {
         let table = model.entry(row.tbl).or_default();
         table.view = row.kind == "view";
-        table.columns.push(DbColumn {
-            name: row.col,
-            nullable: row.required == 0,
-            ty: row.ty,
-        });
+        table.columns.push(DbColumn { name: row.col, nullable: row.required == 0, ty: row.ty });
     }
     let fks: Vec<ForeignKeyRow> = load(db, fks_sql).await.expect("read the foreign keys");
     for row in fks {
-        model
-            .entry(row.tbl)
-            .or_default()
-            .foreign_keys
-            .insert(DbForeignKey {
-                column: row.col,
-                ref_table: row.ref_table,
-                ref_column: row.ref_col,
-                on_delete: row.on_delete,
-                columns: row.ncols,
-            });
+        model.entry(row.tbl).or_default().foreign_keys.insert(DbForeignKey {
+            column: row.col,
+            ref_table: row.ref_table,
+            ref_column: row.ref_col,
+            on_delete: row.on_delete,
+            columns: row.ncols,
+        });
     }
     let indexes: Vec<IndexRow> = load(db, indexes_sql).await.expect("read the indexes");
     for row in indexes {
@@ -278,11 +266,7 @@ fn catalog_foreign_keys(table: &Table) -> BTreeSet<DbForeignKey> {
 }
 
 fn catalog_unique_keys(table: &Table) -> BTreeSet<Vec<String>> {
-    table
-        .unique_keys
-        .iter()
-        .map(|key| key.iter().map(|c| c.to_string()).collect())
-        .collect()
+    table.unique_keys.iter().map(|key| key.iter().map(|c| c.to_string()).collect()).collect()
 }
 
 /// The differences between a database and the catalog in tables, views, columns (names and
@@ -304,18 +288,12 @@ fn columns_vs_catalog(model: &DbModel, backend: Backend, types: bool) -> Vec<Str
             continue;
         };
         if db_table.view != t.view {
-            wrong.push(format!(
-                "{}: view in the catalog = {}, in the database = {}",
-                t.name, t.view, db_table.view
-            ));
+            wrong.push(format!("{}: view in the catalog = {}, in the database = {}", t.name, t.view, db_table.view));
         }
         let expected_names: Vec<&str> = t.columns.iter().map(|c| c.name).collect();
         let actual_names: Vec<&str> = db_table.columns.iter().map(|c| c.name.as_str()).collect();
         if expected_names != actual_names {
-            wrong.push(format!(
-                "{}: columns {actual_names:?}, the catalog has {expected_names:?}",
-                t.name
-            ));
+            wrong.push(format!("{}: columns {actual_names:?}, the catalog has {expected_names:?}", t.name));
             continue;
         }
         for (c, db_column) in t.columns.iter().zip(&db_table.columns) {
@@ -350,35 +328,21 @@ fn keys_vs_catalog(model: &DbModel) -> Vec<String> {
         };
         let (expected, actual) = (catalog_unique_keys(t), db_table.unique_keys());
         if expected != actual {
-            wrong.push(format!(
-                "{}: unique keys {actual:?}, the catalog has {expected:?}",
-                t.name
-            ));
+            wrong.push(format!("{}: unique keys {actual:?}, the catalog has {expected:?}", t.name));
         }
         let (expected, actual) = (catalog_foreign_keys(t), &db_table.foreign_keys);
         for fk in expected.difference(actual) {
-            wrong.push(format!(
-                "{}: foreign key {fk:?} of the catalog is missing",
-                t.name
-            ));
+            wrong.push(format!("{}: foreign key {fk:?} of the catalog is missing", t.name));
         }
         for fk in actual.difference(&expected) {
-            wrong.push(format!(
-                "{}: foreign key {fk:?} is not in the catalog",
-                t.name
-            ));
+            wrong.push(format!("{}: foreign key {fk:?} is not in the catalog", t.name));
         }
     }
     wrong
 }
 
 fn assert_none(what: &str, wrong: &[String]) {
-    assert!(
-        wrong.is_empty(),
-        "{what}: {} problem(s):\n  {}",
-        wrong.len(),
-        wrong.join("\n  ")
-    );
+    assert!(wrong.is_empty(), "{what}: {} problem(s):\n  {}", wrong.len(), wrong.join("\n  "));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -401,11 +365,7 @@ enum Expect {
 }
 
 /// `Ok` when `result` is the failure `expect` describes; otherwise what it was instead.
-fn check_failure(
-    result: &Result<String, DbError>,
-    expect: &Expect,
-    backend: Backend,
-) -> Result<(), String> {
+fn check_failure(result: &Result<String, DbError>, expect: &Expect, backend: Backend) -> Result<(), String> {
     let (kind, info) = match result {
         Ok(id) => return Err(format!("accepted (row {id})")),
         Err(DbError::Query(DieselError::DatabaseError(kind, info))) => (kind, info),
@@ -420,29 +380,22 @@ fn check_failure(
         Expect::NotNull if matches!(kind, DatabaseErrorKind::NotNullViolation) => Ok(()),
         Expect::Check(names)
             if matches!(kind, DatabaseErrorKind::CheckViolation)
-                && names.iter().any(|name| {
-                    constraint == Some(name.as_str()) || message.contains(name.as_str())
-                }) =>
+                && names.iter().any(|name| constraint == Some(name.as_str()) || message.contains(name.as_str())) =>
         {
             Ok(())
         }
         Expect::Unique(table, columns) if matches!(kind, DatabaseErrorKind::UniqueViolation) => {
             let named = match backend {
-                Backend::Postgres => {
-                    constraint == Some(format!("{table}_{}_key", columns.join("_")).as_str())
-                }
+                Backend::Postgres => constraint == Some(format!("{table}_{}_key", columns.join("_")).as_str()),
                 Backend::Sqlite => {
-                    let listed: Vec<String> =
-                        columns.iter().map(|c| format!("{table}.{c}")).collect();
+                    let listed: Vec<String> = columns.iter().map(|c| format!("{table}.{c}")).collect();
                     message.ends_with(&format!("UNIQUE constraint failed: {}", listed.join(", ")))
                 }
             };
             if named {
                 Ok(())
             } else {
-                Err(format!(
-                    "a unique violation, but not of the expected key: {described}"
-                ))
+                Err(format!("a unique violation, but not of the expected key: {described}"))
             }
         }
         _ => Err(described),
@@ -463,30 +416,19 @@ async fn expect_rejected(
     expect: Expect,
 ) -> Result<(), String> {
     let before = count(db, table, None).await;
-    let mut values: Vec<(&str, Value)> = parents
-        .iter()
-        .filter(|(c, _)| *c != column)
-        .cloned()
-        .collect();
+    let mut values: Vec<(&str, Value)> = parents.iter().filter(|(c, _)| *c != column).cloned().collect();
     values.push((column, value.clone()));
     let result = fx.try_insert(table, workspace_id, &values).await;
     let after = count(db, table, None).await;
     if let Ok(id) = &result {
         // Wrongly accepted: take it out again so the next cases start from the same rows.
-        execute(db, &format!("DELETE FROM {table} WHERE id = {}", quote(id)))
-            .await
-            .expect("delete");
+        execute(db, &format!("DELETE FROM {table} WHERE id = {}", quote(id))).await.expect("delete");
     }
     let outcome = check_failure(&result, &expect, fx.backend());
-    let context = format!(
-        "{table}.{column} = {}: expected {expect:?}",
-        fx.literal(&value)
-    );
+    let context = format!("{table}.{column} = {}: expected {expect:?}", fx.literal(&value));
     outcome.map_err(|got| format!("{context}, got {got}"))?;
     if after != before {
-        return Err(format!(
-            "{context}: the row count went from {before} to {after}"
-        ));
+        return Err(format!("{context}: the row count went from {before} to {after}"));
     }
     Ok(())
 }
@@ -501,24 +443,13 @@ async fn expect_accepted(
     parents: &[(&'static str, Value)],
     values: &[(&str, Value)],
 ) -> Result<(), String> {
-    let mut all: Vec<(&str, Value)> = parents
-        .iter()
-        .filter(|(c, _)| !values.iter().any(|(v, _)| v == c))
-        .cloned()
-        .collect();
+    let mut all: Vec<(&str, Value)> =
+        parents.iter().filter(|(c, _)| !values.iter().any(|(v, _)| v == c)).cloned().collect();
     all.extend(values.iter().cloned());
-    let described: Vec<String> = values
-        .iter()
-        .map(|(c, v)| format!("{c} = {}", fx.literal(v)))
-        .collect();
+    let described: Vec<String> = values.iter().map(|(c, v)| format!("{c} = {}", fx.literal(v))).collect();
     match fx.try_insert(table, workspace_id, &all).await {
         Ok(id) => {
-            execute(
-                db,
-                &format!("DELETE FROM {table} WHERE id = {}", quote(&id)),
-            )
-            .await
-            .expect("delete");
+            execute(db, &format!("DELETE FROM {table} WHERE id = {}", quote(&id))).await.expect("delete");
             Ok(())
         }
         Err(e) => Err(format!("{table} ({}): rejected: {e}", described.join(", "))),
@@ -556,45 +487,29 @@ both_backends! {
 #[test]
 fn diesel_schema_matches_the_catalog() {
     let mut wrong = Vec::new();
-    let declared: BTreeMap<&str, &[(&str, &str)]> =
-        iofold_graph::schema::DECLARED.iter().copied().collect();
-    assert_eq!(
-        declared.len(),
-        iofold_graph::schema::DECLARED.len(),
-        "a table is declared twice"
-    );
+    let declared: BTreeMap<&str, &[(&str, &str)]> = iofold_graph::schema::DECLARED.iter().copied().collect();
+    assert_eq!(declared.len(), iofold_graph::schema::DECLARED.len(), "a table is declared twice");
     let expected: BTreeSet<&str> = catalog::TABLES.iter().map(|t| t.name).collect();
     let actual: BTreeSet<&str> = declared.keys().copied().collect();
     for missing in expected.difference(&actual) {
         wrong.push(format!("{missing}: not declared in the Diesel schema"));
     }
     for extra in actual.difference(&expected) {
-        wrong.push(format!(
-            "{extra}: declared in the Diesel schema but not in the catalog"
-        ));
+        wrong.push(format!("{extra}: declared in the Diesel schema but not in the catalog"));
     }
     for t in catalog::TABLES {
         let Some(columns) = declared.get(t.name) else {
             continue;
         };
-        let names: Vec<&str> = columns
-            .iter()
-            .map(|(name, _)| name.trim_start_matches("r#"))
-            .collect();
+        let names: Vec<&str> = columns.iter().map(|(name, _)| name.trim_start_matches("r#")).collect();
         let expected_names: Vec<&str> = t.columns.iter().map(|c| c.name).collect();
         if names != expected_names {
-            wrong.push(format!(
-                "{}: Diesel declares {names:?}, the catalog has {expected_names:?}",
-                t.name
-            ));
+            wrong.push(format!("{}: Diesel declares {names:?}, the catalog has {expected_names:?}", t.name));
             continue;
         }
         for (c, (_, ty)) in t.columns.iter().zip(columns.iter()) {
             let ty: String = ty.chars().filter(|ch| !ch.is_whitespace()).collect();
-            let (nullable, inner) = match ty
-                .strip_prefix("Nullable<")
-                .and_then(|rest| rest.strip_suffix('>'))
-            {
+            let (nullable, inner) = match ty.strip_prefix("Nullable<").and_then(|rest| rest.strip_suffix('>')) {
                 Some(inner) => (true, inner.to_owned()),
                 None => (false, ty.clone()),
             };
@@ -639,45 +554,22 @@ async fn both_backends_describe_the_same_model() {
     let mut wrong = Vec::new();
     let names = |m: &DbModel| m.keys().cloned().collect::<BTreeSet<_>>();
     if names(&sqlite) != names(&pg) {
-        wrong.push(format!(
-            "tables: SQLite {:?}, PostgreSQL {:?}",
-            names(&sqlite),
-            names(&pg)
-        ));
+        wrong.push(format!("tables: SQLite {:?}, PostgreSQL {:?}", names(&sqlite), names(&pg)));
     }
     for (name, s) in &sqlite {
         let Some(p) = pg.get(name) else { continue };
         if s.view != p.view {
-            wrong.push(format!(
-                "{name}: view on SQLite = {}, on PostgreSQL = {}",
-                s.view, p.view
-            ));
+            wrong.push(format!("{name}: view on SQLite = {}, on PostgreSQL = {}", s.view, p.view));
         }
-        let shape = |t: &DbTable| {
-            t.columns
-                .iter()
-                .map(|c| (c.name.clone(), c.nullable))
-                .collect::<Vec<_>>()
-        };
+        let shape = |t: &DbTable| t.columns.iter().map(|c| (c.name.clone(), c.nullable)).collect::<Vec<_>>();
         if shape(s) != shape(p) {
-            wrong.push(format!(
-                "{name}: columns (name, nullable) SQLite {:?}, PostgreSQL {:?}",
-                shape(s),
-                shape(p)
-            ));
+            wrong.push(format!("{name}: columns (name, nullable) SQLite {:?}, PostgreSQL {:?}", shape(s), shape(p)));
         }
         if s.unique_keys() != p.unique_keys() {
-            wrong.push(format!(
-                "{name}: unique keys SQLite {:?}, PostgreSQL {:?}",
-                s.unique_keys(),
-                p.unique_keys()
-            ));
+            wrong.push(format!("{name}: unique keys SQLite {:?}, PostgreSQL {:?}", s.unique_keys(), p.unique_keys()));
         }
         if s.foreign_keys != p.foreign_keys {
-            wrong.push(format!(
-                "{name}: foreign keys SQLite {:?}, PostgreSQL {:?}",
-                s.foreign_keys, p.foreign_keys
-            ));
+            wrong.push(format!("{name}: foreign keys SQLite {:?}, PostgreSQL {:?}", s.foreign_keys, p.foreign_keys));
         }
     }
     assert_none("SQLite vs PostgreSQL", &wrong);
@@ -708,14 +600,9 @@ async fn both_backends_describe_the_same_model() {
     .await
     .expect("read the deferred foreign keys");
     let deferred: BTreeSet<String> = deferred.into_iter().map(|d| d.name).collect();
-    let forward: BTreeSet<String> = forward_references()
-        .into_iter()
-        .map(|(t, c, _)| format!("{}.{}", t.name, c.name))
-        .collect();
-    assert_eq!(
-        deferred, forward,
-        "PostgreSQL's deferred foreign keys vs the catalog's forward references"
-    );
+    let forward: BTreeSet<String> =
+        forward_references().into_iter().map(|(t, c, _)| format!("{}.{}", t.name, c.name)).collect();
+    assert_eq!(deferred, forward, "PostgreSQL's deferred foreign keys vs the catalog's forward references");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1132,11 +1019,7 @@ both_backends! {
 /// The foreign keys that reference a table created later (in catalog order): they can only
 /// be satisfied at commit, so they must be deferred.
 fn forward_references() -> Vec<(&'static Table, &'static Column, &'static str)> {
-    let position = |name: &str| {
-        catalog::tables()
-            .position(|t| t.name == name)
-            .expect("a table of the catalog")
-    };
+    let position = |name: &str| catalog::tables().position(|t| t.name == name).expect("a table of the catalog");
     catalog::tables()
         .flat_map(|t| t.foreign_keys().map(move |(c, fk)| (t, c, fk.table)))
         .filter(|(t, _, target)| position(target) > position(t.name))
@@ -1421,9 +1304,7 @@ fn pg_index_names(plan: &serde_json::Value, names: &mut Vec<String>) {
                 }
             }
         }
-        serde_json::Value::Array(items) => {
-            items.iter().for_each(|item| pg_index_names(item, names))
-        }
+        serde_json::Value::Array(items) => items.iter().for_each(|item| pg_index_names(item, names)),
         _ => {}
     }
 }

@@ -6,5 +6,6 @@ mod support;
 mod cli;
 mod concurrency;
 mod data_model;
+mod graph;
 mod ops;
 mod server;

@@ -22,12 +22,7 @@ const KEY: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccdde
 
 fn iofold(url: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_iofold-graph"));
-    command
-        .args(args)
-        .env("DATABASE_URL", url)
-        .env_remove("APP_ENV")
-        .env_remove("NODE_ENV")
-        .env("RUST_LOG", "warn");
+    command.args(args).env("DATABASE_URL", url).env_remove("APP_ENV").env_remove("NODE_ENV").env("RUST_LOG", "warn");
     for (name, value) in env {
         command.env(name, value);
     }
@@ -38,10 +33,7 @@ fn iofold(url: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
 async fn cmd(url: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
     let url = url.to_owned();
     let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-    let env: Vec<(String, String)> = env
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+    let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
     tokio::task::spawn_blocking(move || {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
@@ -52,29 +44,17 @@ async fn cmd(url: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
 }
 
 fn out(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
+    format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
 }
 
 #[track_caller]
 fn succeeded(output: &Output) {
-    assert!(
-        output.status.success(),
-        "expected success:\n{}",
-        out(output)
-    );
+    assert!(output.status.success(), "expected success:\n{}", out(output));
 }
 
 #[track_caller]
 fn failed_with(output: &Output, needles: &[&str]) {
-    assert!(
-        !output.status.success(),
-        "expected a failure:\n{}",
-        out(output)
-    );
+    assert!(!output.status.success(), "expected a failure:\n{}", out(output));
     let text = out(output);
     for needle in needles {
         assert!(text.contains(needle), "`{needle}` not in:\n{text}");
@@ -86,10 +66,7 @@ struct TempDir(PathBuf);
 
 impl TempDir {
     fn new(label: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!(
-            "iofold-ops-{label}-{}",
-            uuid::Uuid::new_v4().simple()
-        ));
+        let dir = std::env::temp_dir().join(format!("iofold-ops-{label}-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).unwrap();
         TempDir(dir)
     }
@@ -125,9 +102,7 @@ fn copy_dir(from: &Path, to: &Path) {
 async fn counts(db: &Db) -> Vec<(&'static str, i64)> {
     let mut counts = Vec::new();
     for table in catalog::tables() {
-        let n = count_rows(db, table.name)
-            .await
-            .unwrap_or_else(|e| panic!("count {}: {e}", table.name));
+        let n = count_rows(db, table.name).await.unwrap_or_else(|e| panic!("count {}: {e}", table.name));
         counts.push((table.name, n));
     }
     counts
@@ -176,9 +151,7 @@ async fn populated(backend: Backend) -> (TestDb, Awkward) {
         ),
     ];
     for sql in &updates {
-        fixtures::execute(&test_db.db, sql)
-            .await
-            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        fixtures::execute(&test_db.db, sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
     }
     let agent = ids["agents"].clone();
     let parent_version = format!("agent_version_ffffffff-{}", uuid::Uuid::new_v4().simple());
@@ -186,11 +159,7 @@ async fn populated(backend: Backend) -> (TestDb, Awkward) {
     fx.insert(
         "agent_versions",
         &workspace,
-        &[
-            ("id", parent_version.clone().into()),
-            ("agent_id", agent.clone().into()),
-            ("version", 100i64.into()),
-        ],
+        &[("id", parent_version.clone().into()), ("agent_id", agent.clone().into()), ("version", 100i64.into())],
     )
     .await;
     fx.insert(
@@ -204,15 +173,7 @@ async fn populated(backend: Backend) -> (TestDb, Awkward) {
         ],
     )
     .await;
-    (
-        test_db,
-        Awkward {
-            trace,
-            eval,
-            child_version,
-            parent_version,
-        },
-    )
+    (test_db, Awkward { trace, eval, child_version, parent_version })
 }
 
 macro_rules! typed_cell {
@@ -244,21 +205,9 @@ async fn snapshot(db: &Db) -> Snapshot {
         for column in table.columns {
             let sql = format!("SELECT id, {} AS v FROM {}", ident(column.name), table.name);
             let cells: Vec<(String, Value)> = match column.kind {
-                Kind::Int => load::<IntCell>(db, &sql)
-                    .await
-                    .into_iter()
-                    .map(|c| (c.id, c.v.into()))
-                    .collect(),
-                Kind::Real => load::<RealCell>(db, &sql)
-                    .await
-                    .into_iter()
-                    .map(|c| (c.id, c.v.into()))
-                    .collect(),
-                Kind::Bool => load::<BoolCell>(db, &sql)
-                    .await
-                    .into_iter()
-                    .map(|c| (c.id, c.v.into()))
-                    .collect(),
+                Kind::Int => load::<IntCell>(db, &sql).await.into_iter().map(|c| (c.id, c.v.into())).collect(),
+                Kind::Real => load::<RealCell>(db, &sql).await.into_iter().map(|c| (c.id, c.v.into())).collect(),
+                Kind::Bool => load::<BoolCell>(db, &sql).await.into_iter().map(|c| (c.id, c.v.into())).collect(),
                 Kind::Timestamp => load::<TimeCell>(db, &sql)
                     .await
                     .into_iter()
@@ -269,11 +218,9 @@ async fn snapshot(db: &Db) -> Snapshot {
                     .into_iter()
                     .map(|c| (c.id, c.v.map(|j| j.0).unwrap_or(Value::Null)))
                     .collect(),
-                Kind::Id | Kind::Text | Kind::Date | Kind::Enum(_) => load::<TextCell>(db, &sql)
-                    .await
-                    .into_iter()
-                    .map(|c| (c.id, c.v.into()))
-                    .collect(),
+                Kind::Id | Kind::Text | Kind::Date | Kind::Enum(_) => {
+                    load::<TextCell>(db, &sql).await.into_iter().map(|c| (c.id, c.v.into())).collect()
+                }
             };
             for (id, value) in cells {
                 all.insert((table.name, id, column.name), value);
@@ -287,9 +234,7 @@ async fn load<T>(db: &Db, sql: &str) -> Vec<T>
 where
     T: QueryableByName<diesel::pg::Pg> + QueryableByName<diesel::sqlite::Sqlite> + Send + 'static,
 {
-    fixtures::load(db, sql)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    fixtures::load(db, sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"))
 }
 
 /// Compares two snapshots table by table, naming the first difference.
@@ -322,12 +267,7 @@ async fn assert_empty_schema(db: &Db) {
         assert_eq!(n, 0, "{table} is empty");
     }
     for view in catalog::TABLES.iter().filter(|t| t.view) {
-        assert_eq!(
-            fixtures::count(db, view.name, None).await,
-            0,
-            "{}",
-            view.name
-        );
+        assert_eq!(fixtures::count(db, view.name, None).await, 0, "{}", view.name);
     }
 }
 
@@ -431,23 +371,14 @@ async fn export_and_import_move_every_row_between_backends() {
     let dir = TempDir::new("roundtrip");
 
     // SQLite → PostgreSQL (an empty database: import migrates it).
-    let export = cmd(
-        source.url.as_str(),
-        &["export", &dir.str("from-sqlite")],
-        &[],
-    )
-    .await;
+    let export = cmd(source.url.as_str(), &["export", &dir.str("from-sqlite")], &[]).await;
     succeeded(&export);
     let manifest: Value =
-        serde_json::from_slice(&std::fs::read(dir.join("from-sqlite/manifest.json")).unwrap())
-            .unwrap();
+        serde_json::from_slice(&std::fs::read(dir.join("from-sqlite/manifest.json")).unwrap()).unwrap();
     assert_eq!(manifest["format"], "iofold-graph-export");
     assert_eq!(manifest["format_version"], 1);
     assert_eq!(manifest["source_backend"], "sqlite");
-    assert_eq!(
-        manifest["migrations"],
-        serde_json::json!(["20261121000001"])
-    );
+    assert_eq!(manifest["migrations"], serde_json::json!(["20261121000001"]));
     let tables = manifest["tables"].as_array().unwrap();
     assert_eq!(tables.len(), catalog::tables().count());
     for (entry, (name, n)) in tables.iter().zip(counts(&source.db).await) {
@@ -465,14 +396,8 @@ async fn export_and_import_move_every_row_between_backends() {
     assert_eq!(trace["timestamp"], "2026-03-04T05:06:07.123456Z");
     assert_eq!(trace["has_errors"], true);
     assert_eq!(trace["total_tokens"], 9007199254740993i64);
-    assert_eq!(
-        trace["metadata"]["b"],
-        serde_json::json!([1, 2.5, {"x": null}])
-    );
-    assert_eq!(
-        trace["input_preview"],
-        "it's \"quoted\"\nline 2 — ünïcødé 🎉"
-    );
+    assert_eq!(trace["metadata"]["b"], serde_json::json!([1, 2.5, {"x": null}]));
+    assert_eq!(trace["input_preview"], "it's \"quoted\"\nline 2 — ünïcødé 🎉");
 
     let pg = TestDb::empty(Backend::Postgres).await;
     let import = cmd(pg.url.as_str(), &["import", &dir.str("from-sqlite")], &[]).await;
@@ -480,51 +405,26 @@ async fn export_and_import_move_every_row_between_backends() {
     let on_pg = snapshot(&pg.db).await;
     assert_same(&expected, &on_pg, "SQLite → PostgreSQL");
     let key = |table: &'static str, id: &str, column: &'static str| (table, id.to_owned(), column);
+    assert_eq!(on_pg[&key("evals", &awkward.eval, "accuracy")], Value::from(0.30000000000000004));
+    assert_eq!(on_pg[&key("evals", &awkward.eval, "total_cost_usd")], Value::from(1.0f64 / 3.0));
     assert_eq!(
-        on_pg[&key("evals", &awkward.eval, "accuracy")],
-        Value::from(0.30000000000000004)
-    );
-    assert_eq!(
-        on_pg[&key("evals", &awkward.eval, "total_cost_usd")],
-        Value::from(1.0f64 / 3.0)
-    );
-    assert_eq!(
-        on_pg[&key(
-            "agent_versions",
-            &awkward.child_version,
-            "parent_version_id"
-        )],
+        on_pg[&key("agent_versions", &awkward.child_version, "parent_version_id")],
         Value::from(awkward.parent_version.clone())
     );
 
     // PostgreSQL → a fresh SQLite.
     succeeded(&cmd(pg.url.as_str(), &["export", &dir.str("from-postgres")], &[]).await);
     let sqlite = TestDb::empty(Backend::Sqlite).await;
-    succeeded(
-        &cmd(
-            sqlite.url.as_str(),
-            &["import", &dir.str("from-postgres")],
-            &[],
-        )
-        .await,
-    );
-    assert_same(
-        &expected,
-        &snapshot(&sqlite.db).await,
-        "PostgreSQL → SQLite",
-    );
+    succeeded(&cmd(sqlite.url.as_str(), &["import", &dir.str("from-postgres")], &[]).await);
+    assert_same(&expected, &snapshot(&sqlite.db).await, "PostgreSQL → SQLite");
     succeeded(&cmd(sqlite.url.as_str(), &["health"], &[]).await);
     succeeded(&cmd(pg.url.as_str(), &["health"], &[]).await);
 
     // Both exports hold the same bytes: the format does not depend on the backend.
     let pg_manifest: Value =
-        serde_json::from_slice(&std::fs::read(dir.join("from-postgres/manifest.json")).unwrap())
-            .unwrap();
+        serde_json::from_slice(&std::fs::read(dir.join("from-postgres/manifest.json")).unwrap()).unwrap();
     assert_eq!(pg_manifest["source_backend"], "postgres");
-    assert_eq!(
-        pg_manifest["tables"], manifest["tables"],
-        "same files, same checksums"
-    );
+    assert_eq!(pg_manifest["tables"], manifest["tables"], "same files, same checksums");
 }
 
 both_backends! {
@@ -627,19 +527,14 @@ async fn without_foreign_keys(test_db: &TestDb, sql: &str) {
                 use diesel::connection::SimpleConnection;
                 use diesel::Connection;
                 let mut conn = diesel::SqliteConnection::establish(&path).unwrap();
-                conn.batch_execute(&format!(
-                    "PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = OFF; {sql}"
-                ))
-                .unwrap();
+                conn.batch_execute(&format!("PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = OFF; {sql}")).unwrap();
             })
             .await
             .unwrap();
         }
         DatabaseUrl::Postgres(url) => {
             let mut conn = AsyncPgConnection::establish(url).await.unwrap();
-            conn.batch_execute(&format!("SET session_replication_role = replica; {sql}"))
-                .await
-                .unwrap();
+            conn.batch_execute(&format!("SET session_replication_role = replica; {sql}")).await.unwrap();
         }
     }
 }
@@ -704,32 +599,19 @@ struct Number {
 async fn health_names_the_table_of_a_damaged_sqlite_page() {
     let (test_db, _) = populated(Backend::Sqlite).await;
     let url = test_db.url.as_str().to_owned();
-    let root: Vec<Number> = load(
-        &test_db.db,
-        "SELECT rootpage AS n FROM sqlite_master WHERE name = 'traces'",
-    )
-    .await;
-    let page_size: Vec<Number> =
-        load(&test_db.db, "SELECT page_size AS n FROM pragma_page_size").await;
-    let pages: Vec<Number> =
-        load(&test_db.db, "SELECT page_count AS n FROM pragma_page_count").await;
+    let root: Vec<Number> = load(&test_db.db, "SELECT rootpage AS n FROM sqlite_master WHERE name = 'traces'").await;
+    let page_size: Vec<Number> = load(&test_db.db, "SELECT page_size AS n FROM pragma_page_size").await;
+    let pages: Vec<Number> = load(&test_db.db, "SELECT page_count AS n FROM pragma_page_count").await;
     let (root, page_size, pages) = (root[0].n, page_size[0].n, pages[0].n);
-    assert!(
-        root > 1 && root < pages,
-        "the traces root page {root} is inside the file of {pages} pages"
-    );
+    assert!(root > 1 && root < pages, "the traces root page {root} is inside the file of {pages} pages");
     test_db.db.checkpoint().await.unwrap();
     test_db.db.close();
 
     // Garbage over the table's root page, in the middle of the closed file.
     {
         use std::io::{Seek, SeekFrom, Write};
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .open(test_db.url.as_str())
-            .unwrap();
-        file.seek(SeekFrom::Start(((root - 1) * page_size) as u64))
-            .unwrap();
+        let mut file = std::fs::OpenOptions::new().write(true).open(test_db.url.as_str()).unwrap();
+        file.seek(SeekFrom::Start(((root - 1) * page_size) as u64)).unwrap();
         file.write_all(&vec![0xA5; page_size as usize]).unwrap();
         file.sync_all().unwrap();
     }
@@ -739,11 +621,7 @@ async fn health_names_the_table_of_a_damaged_sqlite_page() {
     let report: Value = serde_json::from_slice(&json.stdout).expect("one JSON document");
     assert_eq!(report["integrity"], "failed");
     assert!(
-        report["problems"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|p| p["table"] == "traces" && p["check"] == "integrity"),
+        report["problems"].as_array().unwrap().iter().any(|p| p["table"] == "traces" && p["check"] == "integrity"),
         "{report}"
     );
 }

@@ -17,7 +17,7 @@ use crate::both_backends;
 use crate::support::app::{test_config, TestApp};
 
 const ME_AND_WORKSPACES: &str =
-    "{ me { id email name createdAt updatedAt } workspaces { id name userId createdAt } }";
+    "{ me { id email name createdAt updatedAt } workspaces { nodes { id name userId createdAt } } }";
 
 both_backends! {
     async fn graphql_answers_for_the_demo_user(backend: Backend) {
@@ -175,23 +175,13 @@ async fn snapshot(db: &Db) -> Vec<(String, i64, Vec<(String, String)>)> {
     }
     let mut out = Vec::new();
     for table in catalog::tables() {
-        let sql = format!(
-            "SELECT id, CAST(updated_at AS TEXT) AS stamp FROM {} ORDER BY id",
-            table.name
-        );
-        let rows: Vec<Row> = async {
-            Ok::<_, DbError>(iofold_graph::with_conn!(db, |conn| diesel::sql_query(&sql)
-                .load(conn)
-                .await?))
-        }
-        .await
-        .unwrap();
+        let sql = format!("SELECT id, CAST(updated_at AS TEXT) AS stamp FROM {} ORDER BY id", table.name);
+        let rows: Vec<Row> =
+            async { Ok::<_, DbError>(iofold_graph::with_conn!(db, |conn| diesel::sql_query(&sql).load(conn).await?)) }
+                .await
+                .unwrap();
         let count = count_rows(db, table.name).await.unwrap();
-        out.push((
-            table.name.to_owned(),
-            count,
-            rows.into_iter().map(|r| (r.id, r.stamp)).collect(),
-        ));
+        out.push((table.name.to_owned(), count, rows.into_iter().map(|r| (r.id, r.stamp)).collect()));
     }
     out
 }

@@ -62,36 +62,20 @@ impl TestApp {
     /// A fresh application with the demo data; returns the demo token too.
     pub async fn seeded(backend: Backend) -> (TestApp, String) {
         let app = Self::new(backend).await;
-        let outcome = iofold_graph::seed::run(&app.state.db, &app.state.config)
-            .await
-            .expect("seed");
-        let token = outcome
-            .new_token
-            .expect("the first seed creates the demo token");
+        let outcome = iofold_graph::seed::run(&app.state.db, &app.state.config).await.expect("seed");
+        let token = outcome.new_token.expect("the first seed creates the demo token");
         (app, token)
     }
 
     /// Sends a request through the router.
     pub async fn request(&self, request: Request<Body>) -> TestResponse {
-        let response = router(self.state.clone())
-            .oneshot(request)
-            .await
-            .expect("the router answers");
+        let response = router(self.state.clone()).oneshot(request).await.expect("the router answers");
         let status = response.status();
         let headers = response.headers().clone();
-        let bytes = response
-            .into_body()
-            .collect()
-            .await
-            .expect("body")
-            .to_bytes();
+        let bytes = response.into_body().collect().await.expect("body").to_bytes();
         let body = serde_json::from_slice(&bytes)
             .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
-        TestResponse {
-            status,
-            headers,
-            body,
-        }
+        TestResponse { status, headers, body }
     }
 
     /// `GET path` with headers.
@@ -109,24 +93,14 @@ impl TestApp {
         for (name, value) in headers {
             builder = builder.header(*name, *value);
         }
-        self.request(builder.body(Body::from(body.to_string())).unwrap())
-            .await
+        self.request(builder.body(Body::from(body.to_string())).unwrap()).await
     }
 
     /// A GraphQL operation as the holder of `token` (none: anonymous).
-    pub async fn graphql(
-        &self,
-        token: Option<&str>,
-        query: &str,
-        variables: Value,
-    ) -> TestResponse {
+    pub async fn graphql(&self, token: Option<&str>, query: &str, variables: Value) -> TestResponse {
         let authorization = token.map(|t| format!("Bearer {t}"));
-        let headers: Vec<(&str, &str)> = authorization
-            .iter()
-            .map(|a| ("authorization", a.as_str()))
-            .collect();
-        self.post_graphql_with(json!({"query": query, "variables": variables}), &headers)
-            .await
+        let headers: Vec<(&str, &str)> = authorization.iter().map(|a| ("authorization", a.as_str())).collect();
+        self.post_graphql_with(json!({"query": query, "variables": variables}), &headers).await
     }
 
     /// A GraphQL operation under the admin secret.
@@ -139,20 +113,10 @@ impl TestApp {
     }
 
     /// Creates a user with a token (optionally expired or revoked); returns (user id, token).
-    pub async fn user_with_token(
-        &self,
-        email: &str,
-        expires_at: Option<Timestamp>,
-        revoked: bool,
-    ) -> (String, String) {
+    pub async fn user_with_token(&self, email: &str, expires_at: Option<Timestamp>, revoked: bool) -> (String, String) {
         let now = Timestamp::now();
-        let user_row = user::NewRow {
-            id: user::new_id(),
-            email: email.into(),
-            name: None,
-            created_at: now,
-            updated_at: now,
-        };
+        let user_row =
+            user::NewRow { id: user::new_id(), email: email.into(), name: None, created_at: now, updated_at: now };
         let token = new_token();
         let token_row = api_token::NewRow {
             id: api_token::new_id(),
@@ -168,14 +132,8 @@ impl TestApp {
         let user_id = user_row.id.clone();
         async {
             iofold_graph::with_conn!(&self.state.db, |conn| {
-                diesel::insert_into(users::table)
-                    .values(&user_row)
-                    .execute(conn)
-                    .await?;
-                diesel::insert_into(api_tokens::table)
-                    .values(&token_row)
-                    .execute(conn)
-                    .await?;
+                diesel::insert_into(users::table).values(&user_row).execute(conn).await?;
+                diesel::insert_into(api_tokens::table).values(&token_row).execute(conn).await?;
             });
             Ok::<_, DbError>(())
         }
@@ -193,11 +151,7 @@ impl TestResponse {
 
     /// `data`, after asserting there were no errors.
     pub fn data(&self) -> &Value {
-        assert!(
-            self.body.get("errors").is_none(),
-            "unexpected errors: {}",
-            self.body
-        );
+        assert!(self.body.get("errors").is_none(), "unexpected errors: {}", self.body);
         &self.body["data"]
     }
 }

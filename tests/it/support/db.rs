@@ -13,8 +13,7 @@ use iofold_graph::db::{self, Backend, DatabaseUrl, Db, PoolOptions};
 
 /// The PostgreSQL database the tests create their schemas in.
 pub fn pg_base_url() -> String {
-    std::env::var("TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+    std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
 }
 
 /// Whether PostgreSQL answers; asked once per test binary.
@@ -24,10 +23,8 @@ pub async fn pg_available() -> bool {
         return *available;
     }
     let url = pg_base_url();
-    let ok = matches!(
-        tokio::time::timeout(Duration::from_secs(5), AsyncPgConnection::establish(&url)).await,
-        Ok(Ok(_))
-    );
+    let ok =
+        matches!(tokio::time::timeout(Duration::from_secs(5), AsyncPgConnection::establish(&url)).await, Ok(Ok(_)));
     *AVAILABLE.get_or_init(|| ok)
 }
 
@@ -38,15 +35,9 @@ pub async fn require_postgres(test: &str) -> bool {
         return true;
     }
     if std::env::var_os("CI").is_some() {
-        panic!(
-            "{test}: PostgreSQL is unreachable at {} and CI is set: the PostgreSQL tests must run",
-            pg_base_url()
-        );
+        panic!("{test}: PostgreSQL is unreachable at {} and CI is set: the PostgreSQL tests must run", pg_base_url());
     }
-    eprintln!(
-        "{test}: skipped: PostgreSQL is unreachable at {}",
-        pg_base_url()
-    );
+    eprintln!("{test}: skipped: PostgreSQL is unreachable at {}", pg_base_url());
     false
 }
 
@@ -71,20 +62,12 @@ impl TestDb {
         let (url, cleanup) = match backend {
             Backend::Sqlite => {
                 let path = std::env::temp_dir().join(format!("iofold-test-{id}.db"));
-                (
-                    DatabaseUrl::Sqlite(path.to_string_lossy().into_owned()),
-                    Cleanup::SqliteFile(path),
-                )
+                (DatabaseUrl::Sqlite(path.to_string_lossy().into_owned()), Cleanup::SqliteFile(path))
             }
             Backend::Postgres => {
                 let schema = format!("t_{id}");
-                let mut admin = AsyncPgConnection::establish(&pg_base_url())
-                    .await
-                    .expect("connect to PostgreSQL");
-                admin
-                    .batch_execute(&format!("CREATE SCHEMA {schema}"))
-                    .await
-                    .expect("create schema");
+                let mut admin = AsyncPgConnection::establish(&pg_base_url()).await.expect("connect to PostgreSQL");
+                admin.batch_execute(&format!("CREATE SCHEMA {schema}")).await.expect("create schema");
                 let base = pg_base_url();
                 let sep = if base.contains('?') { '&' } else { '?' };
                 (
@@ -100,9 +83,7 @@ impl TestDb {
     /// A database with every migration applied.
     pub async fn migrated(backend: Backend) -> TestDb {
         let test_db = Self::empty(backend).await;
-        db::migrations::run_pending(&test_db.url)
-            .await
-            .expect("migrations apply");
+        db::migrations::run_pending(&test_db.url).await.expect("migrations apply");
         test_db
     }
 
@@ -127,10 +108,7 @@ impl Drop for TestDb {
                 let sql = format!("DROP SCHEMA IF EXISTS {schema} CASCADE");
                 // Drop runs inside the test's runtime: do the async cleanup on a thread of its own.
                 let _ = std::thread::spawn(move || {
-                    let rt = tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()
-                        .unwrap();
+                    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
                     rt.block_on(async {
                         if let Ok(mut admin) = AsyncPgConnection::establish(&pg_base_url()).await {
                             let _ = admin.batch_execute(&sql).await;

@@ -120,15 +120,9 @@ pub fn workspace_rows_filter(table: &Table, workspace_id: &str) -> Option<String
     match table.scope {
         Scope::Tenant => Some(format!("id = {}", quote(workspace_id))),
         Scope::Workspace(column) => Some(format!("{} = {}", ident(column), quote(workspace_id))),
-        Scope::Parent {
-            column,
-            table: parent,
-        } => {
+        Scope::Parent { column, table: parent } => {
             let inner = workspace_rows_filter(self::table(parent), workspace_id)?;
-            Some(format!(
-                "{} IN (SELECT id FROM {parent} WHERE {inner})",
-                ident(column)
-            ))
+            Some(format!("{} IN (SELECT id FROM {parent} WHERE {inner})", ident(column)))
         }
         Scope::User(_) | Scope::SharedUsers | Scope::Global | Scope::AdminOnly => None,
     }
@@ -136,9 +130,7 @@ pub fn workspace_rows_filter(table: &Table, workspace_id: &str) -> Option<String
 
 /// Runs one SQL statement (no bind parameters) and returns the number of rows it touched.
 pub async fn execute(db: &Db, sql: &str) -> Result<usize, DbError> {
-    Ok(iofold_graph::with_conn!(db, |conn| diesel::sql_query(sql)
-        .execute(conn)
-        .await?))
+    Ok(iofold_graph::with_conn!(db, |conn| diesel::sql_query(sql).execute(conn).await?))
 }
 
 /// Runs one query and reads its rows by column name.
@@ -146,9 +138,7 @@ pub async fn load<T>(db: &Db, sql: &str) -> Result<Vec<T>, DbError>
 where
     T: QueryableByName<Pg> + QueryableByName<Sqlite> + Send + 'static,
 {
-    Ok(iofold_graph::with_conn!(db, |conn| diesel::sql_query(sql)
-        .load::<T>(conn)
-        .await?))
+    Ok(iofold_graph::with_conn!(db, |conn| diesel::sql_query(sql).load::<T>(conn).await?))
 }
 
 #[derive(QueryableByName)]
@@ -163,9 +153,7 @@ pub async fn count(db: &Db, table: &str, filter: Option<&str>) -> i64 {
         Some(filter) => format!("SELECT COUNT(*) AS n FROM {table} WHERE {filter}"),
         None => format!("SELECT COUNT(*) AS n FROM {table}"),
     };
-    let rows: Vec<Count> = load(db, &sql)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let rows: Vec<Count> = load(db, &sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
     rows[0].n
 }
 
@@ -184,11 +172,7 @@ pub struct Fixtures {
 impl Fixtures {
     /// Fixtures writing through `db`.
     pub fn new(db: &Db) -> Self {
-        Fixtures {
-            db: db.clone(),
-            backend: db.backend(),
-            seq: AtomicI64::new(0),
-        }
+        Fixtures { db: db.clone(), backend: db.backend(), seq: AtomicI64::new(0) }
     }
 
     /// The backend the rows are written to.
@@ -214,15 +198,8 @@ impl Fixtures {
     /// Like [`Fixtures::workspace`], returning (workspace id, owner's user id).
     pub async fn workspace_with_owner(&self) -> (String, String) {
         let user = self.insert("users", "", &[]).await;
-        let workspace = self
-            .insert("workspaces", "", &[("user_id", (&user).into())])
-            .await;
-        self.insert(
-            "workspace_members",
-            &workspace,
-            &[("user_id", (&user).into()), ("role", "owner".into())],
-        )
-        .await;
+        let workspace = self.insert("workspaces", "", &[("user_id", (&user).into())]).await;
+        self.insert("workspace_members", &workspace, &[("user_id", (&user).into()), ("role", "owner".into())]).await;
         (workspace, user)
     }
 
@@ -230,10 +207,7 @@ impl Fixtures {
     /// that names no row).
     pub fn value(&self, table: &Table, column: &Column) -> Value {
         let n = self.next();
-        let unique = table
-            .unique_keys
-            .iter()
-            .any(|key| key.contains(&column.name));
+        let unique = table.unique_keys.iter().any(|key| key.contains(&column.name));
         let uuid = uuid::Uuid::now_v7().simple().to_string();
         match column.kind {
             Kind::Id => Value::Text(format!("{}_{uuid}", table.id_prefix)),
@@ -259,16 +233,10 @@ impl Fixtures {
     /// Creates the required (`NOT NULL`) foreign-key parents of a row of `table` in the
     /// workspace and returns them as overrides, so several rows can share them.
     pub async fn parents(&self, table: &str, workspace_id: &str) -> Vec<(&'static str, Value)> {
-        self.parents_except(self::table(table), workspace_id, &[])
-            .await
+        self.parents_except(self::table(table), workspace_id, &[]).await
     }
 
-    async fn parents_except(
-        &self,
-        table: &Table,
-        workspace_id: &str,
-        given: &[&str],
-    ) -> Vec<(&'static str, Value)> {
+    async fn parents_except(&self, table: &Table, workspace_id: &str, given: &[&str]) -> Vec<(&'static str, Value)> {
         let mut parents = Vec::new();
         for (column, fk) in table.foreign_keys() {
             if column.nullable || given.contains(&column.name) {
@@ -286,12 +254,7 @@ impl Fixtures {
 
     /// Inserts a valid row into `table` in the workspace, creating its required parents, with
     /// `overrides` for some columns; returns its id. Panics when the insert fails.
-    pub async fn insert(
-        &self,
-        table: &str,
-        workspace_id: &str,
-        overrides: &[(&str, Value)],
-    ) -> String {
+    pub async fn insert(&self, table: &str, workspace_id: &str, overrides: &[(&str, Value)]) -> String {
         let t = self::table(table);
         let mut values = overrides.to_vec();
         let given: Vec<&str> = overrides.iter().map(|(c, _)| *c).collect();
@@ -321,36 +284,18 @@ impl Fixtures {
 
     /// The `INSERT` of one row without running it: (id, SQL). Every required foreign key
     /// other than the workspace must be in `overrides` (see [`Fixtures::parents`]).
-    pub fn insert_sql(
-        &self,
-        table: &str,
-        workspace_id: &str,
-        overrides: &[(&str, Value)],
-    ) -> (String, String) {
+    pub fn insert_sql(&self, table: &str, workspace_id: &str, overrides: &[(&str, Value)]) -> (String, String) {
         let t = self::table(table);
         let (id, row) = self.row(t, workspace_id, overrides);
-        let (columns, literals): (Vec<String>, Vec<String>) = t
-            .columns
-            .iter()
-            .zip(row)
-            .filter_map(|(c, v)| v.map(|v| (ident(c.name), v)))
-            .unzip();
-        let sql = format!(
-            "INSERT INTO {table} ({}) VALUES ({})",
-            columns.join(", "),
-            literals.join(", ")
-        );
+        let (columns, literals): (Vec<String>, Vec<String>) =
+            t.columns.iter().zip(row).filter_map(|(c, v)| v.map(|v| (ident(c.name), v))).unzip();
+        let sql = format!("INSERT INTO {table} ({}) VALUES ({})", columns.join(", "), literals.join(", "));
         (id, sql)
     }
 
     /// One literal per column of the table (None: left out, i.e. a nullable foreign key
     /// nobody set), and the row's id.
-    fn row(
-        &self,
-        t: &Table,
-        workspace_id: &str,
-        overrides: &[(&str, Value)],
-    ) -> (String, Vec<Option<String>>) {
+    fn row(&self, t: &Table, workspace_id: &str, overrides: &[(&str, Value)]) -> (String, Vec<Option<String>>) {
         for (name, _) in overrides {
             assert!(t.column(name).is_some(), "{} has no column {name}", t.name);
         }
@@ -362,14 +307,11 @@ impl Fixtures {
                 let value = match overrides.iter().find(|(name, _)| *name == c.name) {
                     Some((_, value)) => Some(value.clone()),
                     None => match c.references {
-                        Some(fk) if fk.table == "workspaces" && !c.nullable => {
-                            Some(Value::Text(workspace_id.into()))
-                        }
+                        Some(fk) if fk.table == "workspaces" && !c.nullable => Some(Value::Text(workspace_id.into())),
                         Some(_) if c.nullable => None,
-                        Some(fk) => panic!(
-                            "{}.{} needs a {} row: pass it or use Fixtures::parents",
-                            t.name, c.name, fk.table
-                        ),
+                        Some(fk) => {
+                            panic!("{}.{} needs a {} row: pass it or use Fixtures::parents", t.name, c.name, fk.table)
+                        }
                         None => Some(self.value(t, c)),
                     },
                 };
@@ -388,20 +330,12 @@ impl Fixtures {
 
     /// Inserts many rows into `table` with few statements (500 rows each); the required
     /// parents not given in the overrides are created once and shared by every row.
-    pub async fn insert_many(
-        &self,
-        table: &str,
-        workspace_id: &str,
-        rows: &[Vec<(&str, Value)>],
-    ) -> Vec<String> {
+    pub async fn insert_many(&self, table: &str, workspace_id: &str, rows: &[Vec<(&str, Value)>]) -> Vec<String> {
         let t = self::table(table);
         let given: Vec<&str> = t
             .columns
             .iter()
-            .filter(|c| {
-                rows.iter()
-                    .all(|row| row.iter().any(|(name, _)| *name == c.name))
-            })
+            .filter(|c| rows.iter().all(|row| row.iter().any(|(name, _)| *name == c.name)))
             .map(|c| c.name)
             .collect();
         let shared = self.parents_except(t, workspace_id, &given).await;
@@ -419,16 +353,10 @@ impl Fixtures {
                     self.row(t, workspace_id, &values)
                 })
                 .collect();
-            let present: Vec<bool> = (0..t.columns.len())
-                .map(|i| built.iter().any(|(_, row)| row[i].is_some()))
-                .collect();
-            let columns: Vec<String> = t
-                .columns
-                .iter()
-                .zip(&present)
-                .filter(|(_, p)| **p)
-                .map(|(c, _)| ident(c.name))
-                .collect();
+            let present: Vec<bool> =
+                (0..t.columns.len()).map(|i| built.iter().any(|(_, row)| row[i].is_some())).collect();
+            let columns: Vec<String> =
+                t.columns.iter().zip(&present).filter(|(_, p)| **p).map(|(c, _)| ident(c.name)).collect();
             let tuples: Vec<String> = built
                 .iter()
                 .map(|(_, row)| {
@@ -441,16 +369,9 @@ impl Fixtures {
                     format!("({})", literals.join(", "))
                 })
                 .collect();
-            let sql = format!(
-                "INSERT INTO {table} ({}) VALUES {}",
-                columns.join(", "),
-                tuples.join(", ")
-            );
+            let sql = format!("INSERT INTO {table} ({}) VALUES {}", columns.join(", "), tuples.join(", "));
             if let Err(e) = execute(&self.db, &sql).await {
-                panic!(
-                    "fixture insert of {} rows into {table} failed: {e}",
-                    chunk.len()
-                );
+                panic!("fixture insert of {} rows into {table} failed: {e}", chunk.len());
             }
             ids.extend(built.into_iter().map(|(id, _)| id));
         }
@@ -472,19 +393,13 @@ impl Fixtures {
             let overrides: Vec<(&str, Value)> = t
                 .foreign_keys()
                 .filter(|(c, _)| !c.nullable)
-                .filter_map(|(c, fk)| {
-                    ids.get(fk.table)
-                        .map(|id| (c.name, Value::Text(id.clone())))
-                })
+                .filter_map(|(c, fk)| ids.get(fk.table).map(|id| (c.name, Value::Text(id.clone()))))
                 .collect();
             let id = self.insert(t.name, workspace_id, &overrides).await;
             ids.insert(t.name, id);
         }
         for t in catalog::tables().filter(|t| t.name != "workspaces") {
-            for (c, fk) in t
-                .foreign_keys()
-                .filter(|(c, fk)| c.nullable && fk.table != t.name)
-            {
+            for (c, fk) in t.foreign_keys().filter(|(c, fk)| c.nullable && fk.table != t.name) {
                 let sql = format!(
                     "UPDATE {} SET {} = {} WHERE id = {}",
                     t.name,
@@ -503,18 +418,12 @@ impl Fixtures {
 
 /// The `n`th fixture timestamp: 2026-01-01T00:00:00.000000Z plus `n` seconds.
 pub fn timestamp(n: i64) -> String {
-    let base = chrono::DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
-        .unwrap()
-        .to_utc();
-    (base + chrono::Duration::seconds(n))
-        .format("%Y-%m-%dT%H:%M:%S%.6fZ")
-        .to_string()
+    let base = chrono::DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z").unwrap().to_utc();
+    (base + chrono::Duration::seconds(n)).format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
 }
 
 /// The `n`th fixture date: 2000-01-01 plus `n` days, `YYYY-MM-DD`.
 pub fn date(n: i64) -> String {
     let base = chrono::NaiveDate::from_ymd_opt(2000, 1, 1).unwrap();
-    (base + chrono::Duration::days(n))
-        .format("%Y-%m-%d")
-        .to_string()
+    (base + chrono::Duration::days(n)).format("%Y-%m-%d").to_string()
 }
