@@ -114,31 +114,18 @@ async fn graphql_get(State(state): State<AppState>, headers: HeaderMap, RawQuery
     private(GraphQLResponse::from(state.schema.execute(request).await).into_response())
 }
 
-/// `GET /health`: a database round trip; 503 when the database does not answer in 5 s.
+/// `GET /health`: the cheap part of `iofold-graph health` (a database round trip and the
+/// migration state); 503 when the database does not answer within 5 s.
 async fn health(State(state): State<AppState>) -> Response {
-    let backend = state.db.backend().name();
-    match tokio::time::timeout(Duration::from_secs(5), state.db.ping()).await {
-        Ok(Ok(())) => Json(json!({
-            "status": "ok",
-            "database": "ok",
-            "backend": backend,
-            "version": env!("CARGO_PKG_VERSION"),
-        }))
-        .into_response(),
-        Ok(Err(error)) => {
-            tracing::warn!(%error, "health check: database unreachable");
-            unhealthy(backend)
-        }
+    let report = match tokio::time::timeout(Duration::from_secs(5), crate::ops::health::quick(&state.db)).await {
+        Ok(report) => report,
         Err(_) => {
-            tracing::warn!("health check: database did not answer within 5 s");
-            unhealthy(backend)
+            tracing::warn!("health check: the database did not answer within 5 s");
+            json!({"status": "unavailable", "database": "unavailable", "backend": state.db.backend().name()})
         }
-    }
-}
-
-fn unhealthy(backend: &str) -> Response {
-    (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "error", "database": "unreachable", "backend": backend})))
-        .into_response()
+    };
+    let status = if report["database"] == "ok" { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, Json(report)).into_response()
 }
 
 /// Serves until SIGTERM or SIGINT, then stops accepting, lets in-flight requests finish,

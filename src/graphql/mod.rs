@@ -7,6 +7,7 @@ pub mod analytics;
 pub mod filter;
 pub mod lists;
 pub mod loader;
+pub mod mutations;
 pub mod names;
 pub mod records;
 pub mod schema;
@@ -27,7 +28,7 @@ pub type AppSchema = async_graphql::dynamic::Schema;
 
 /// Builds the schema (once, at start).
 pub fn build_schema() -> AppSchema {
-    schema::build()
+    schema::builder().finish().expect("the generated schema is valid")
 }
 
 /// What the caller may see: `None` for an anonymous caller. Looks up the user's

@@ -149,7 +149,7 @@ both_backends! {
         let down_app = TestApp { state: AppState::new(down, test_config(down_url.as_str())), ..app };
         let response = down_app.get("/health", &[]).await;
         assert_eq!(response.status, 503);
-        assert_eq!(response.body["database"], "unreachable");
+        assert_eq!(response.body["database"], "unavailable");
     }
 }
 
