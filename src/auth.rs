@@ -9,7 +9,7 @@ use crate::crypto::{constant_time_eq, token_hash};
 use crate::db::sql_types::Timestamp;
 use crate::db::Db;
 use crate::error::{AppError, AppResult};
-use crate::models::api_token;
+use crate::models::{api_token, WorkspaceMemberRole};
 use crate::schema::{api_tokens, workspace_members};
 use crate::with_conn;
 
@@ -110,12 +110,13 @@ async fn touch_token(db: &Db, token_id: &str, now: Timestamp) -> AppResult<()> {
     Ok(())
 }
 
-/// The ids of the workspaces where the user is a member.
-pub async fn member_workspaces(db: &Db, user_id: &str) -> AppResult<Vec<String>> {
+/// The workspaces where the user is a member, with the user's role in each.
+pub async fn memberships(db: &Db, user_id: &str) -> AppResult<Vec<(String, WorkspaceMemberRole)>> {
     Ok(with_conn!(db, |conn| {
         workspace_members::table
             .filter(workspace_members::user_id.eq(user_id))
-            .select(workspace_members::workspace_id)
+            .select((workspace_members::workspace_id, workspace_members::role))
+            .order(workspace_members::workspace_id)
             .load(conn)
             .await?
     }))

@@ -9,6 +9,7 @@
 //! outside the caller's scope is filtered out exactly like a missing one.
 
 use crate::catalog::{self, Scope, Table};
+use crate::models::WorkspaceMemberRole;
 use crate::sql::{Bind, Cond, Select};
 
 /// What the caller of a request may see.
@@ -22,13 +23,15 @@ pub enum Access {
         user_id: String,
         /// Their workspaces.
         workspaces: Vec<String>,
+        /// Their role in each of them (same order as `workspaces`).
+        roles: Vec<WorkspaceMemberRole>,
     },
 }
 
 impl Access {
     /// The rows of `table` the caller may see.
     pub fn scope(&self, table: &'static Table) -> Cond {
-        let Access::Member { user_id, workspaces } = self else {
+        let Access::Member { user_id, workspaces, .. } = self else {
             return Cond::True;
         };
         let in_workspaces =
@@ -65,6 +68,17 @@ impl Access {
             }
         }
         pinned(table, workspace_id)
+    }
+
+    /// The caller's role in a workspace: `Owner` for the admin secret, `None` for a
+    /// workspace the caller is not a member of.
+    pub fn role(&self, workspace_id: &str) -> Option<WorkspaceMemberRole> {
+        match self {
+            Access::Admin => Some(WorkspaceMemberRole::Owner),
+            Access::Member { workspaces, roles, .. } => {
+                workspaces.iter().position(|w| w == workspace_id).and_then(|i| roles.get(i).copied())
+            }
+        }
     }
 
     /// The user, if the caller is one.

@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use async_graphql::dataloader::DataLoader;
 
-use crate::auth::{member_workspaces, Viewer};
+use crate::auth::{memberships, Viewer};
 use crate::db::Db;
 use crate::error::AppResult;
 use access::Access;
@@ -37,10 +37,10 @@ pub async fn access_of(db: &Db, viewer: &Viewer) -> AppResult<Option<Arc<Access>
     Ok(match viewer {
         Viewer::Anonymous => None,
         Viewer::Admin => Some(Arc::new(Access::Admin)),
-        Viewer::User { user_id } => Some(Arc::new(Access::Member {
-            user_id: user_id.clone(),
-            workspaces: member_workspaces(db, user_id).await?,
-        })),
+        Viewer::User { user_id } => {
+            let (workspaces, roles) = memberships(db, user_id).await?.into_iter().unzip();
+            Some(Arc::new(Access::Member { user_id: user_id.clone(), workspaces, roles }))
+        }
     })
 }
 
