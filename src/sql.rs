@@ -196,6 +196,10 @@ pub enum Projection {
     Count,
     /// `col AS key, COUNT(*) AS n … GROUP BY col`.
     CountBy(&'static str),
+    /// `COUNT(*) AS n` and, for the numeric columns given, their sums, averages, minima
+    /// and maxima as four JSON objects (`sum`, `avg`, `min`, `max`: column → value); grouped
+    /// by a column (`key`) when one is given.
+    Aggregate(Option<&'static str>, Vec<&'static str>),
 }
 
 /// A query over one table.
@@ -233,6 +237,8 @@ pub trait Dialect: diesel::backend::Backend {
     /// expression. SQLite's `lower()` folds only ASCII; PostgreSQL's folds every letter,
     /// so it uses `translate()`.
     const ASCII_LOWER: (&'static str, &'static str);
+    /// How to build a JSON object text from key/value pairs: the text before and after.
+    const JSON_OBJECT: (&'static str, &'static str);
     /// Writes a case-sensitive `LIKE` (`%`, `_`, backslash escapes).
     fn like<'b>(
         out: &mut AstPass<'_, 'b, Self>,
@@ -266,6 +272,7 @@ fn push_column<DB: diesel::backend::Backend>(
 impl Dialect for Pg {
     const ASCII_LOWER: (&'static str, &'static str) =
         ("translate(", ", 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz')");
+    const JSON_OBJECT: (&'static str, &'static str) = ("json_build_object(", ")::text");
 
     fn like<'b>(
         out: &mut AstPass<'_, 'b, Self>,
@@ -314,6 +321,7 @@ impl Dialect for Pg {
 
 impl Dialect for Sqlite {
     const ASCII_LOWER: (&'static str, &'static str) = ("lower(", ")");
+    const JSON_OBJECT: (&'static str, &'static str) = ("json_object(", ")");
 
     fn like<'b>(
         out: &mut AstPass<'_, 'b, Self>,
@@ -477,11 +485,38 @@ where
             push_column(out, table, column)?;
             out.push_sql(" AS key, COUNT(*) AS n");
         }
+        Projection::Aggregate(by, columns) => {
+            if let Some(by) = by {
+                push_column(out, table, by)?;
+                out.push_sql(" AS key, ");
+            }
+            out.push_sql("COUNT(*) AS n");
+            let (open, close) = DB::JSON_OBJECT;
+            for function in ["sum", "avg", "min", "max"] {
+                out.push_sql(", ");
+                out.push_sql(open);
+                for (i, column) in columns.iter().enumerate() {
+                    if i > 0 {
+                        out.push_sql(", ");
+                    }
+                    out.push_sql("'");
+                    out.push_sql(column);
+                    out.push_sql("', ");
+                    out.push_sql(function);
+                    out.push_sql("(");
+                    push_column(out, table, column)?;
+                    out.push_sql(")");
+                }
+                out.push_sql(close);
+                out.push_sql(" AS ");
+                out.push_sql(function);
+            }
+        }
     }
     out.push_sql(" FROM ");
     out.push_identifier(table)?;
     write_where(select, out)?;
-    if let Projection::CountBy(column) = &select.projection {
+    if let Projection::CountBy(column) | Projection::Aggregate(Some(column), _) = &select.projection {
         out.push_sql(" GROUP BY ");
         push_column(out, table, column)?;
     }

@@ -205,8 +205,34 @@ impl GraphLoader {
         Ok(counts.get(record.id()).copied().unwrap_or(0))
     }
 
-    /// A row's targets through a link table (`agent.tools`): the page (up to `fetch` rows,
-    /// or none when counting) and how many match. Two statements for the whole group: the
+    /// The aggregates of a row's children matching a filter, for the whole group at once.
+    pub async fn child_aggregate(
+        &self,
+        record: &Record,
+        relation: &'static Relation,
+        filter: &Cond,
+        columns: &[&'static str],
+    ) -> AppResult<records::Aggregate> {
+        let column = relation.column.name;
+        let key = format!("aggregate|{}|{column}|{filter:?}", relation.child.name);
+        let all = record
+            .group
+            .memo(key, || async {
+                let ids = record.group.texts("id");
+                let filter = Cond::all(vec![
+                    Cond::In(column, binds(ids)),
+                    filter.clone(),
+                    self.child_scope(relation.child, column),
+                ]);
+                let projection = Projection::Aggregate(Some(column), columns.to_vec());
+                records::aggregate_by(&self.db, Select { projection, ..Select::rows(relation.child, filter) }).await
+            })
+            .await?;
+        Ok(all.get(record.id()).cloned().unwrap_or_default())
+    }
+
+    /// A row's targets through a link table (`agent.tools`): the page (up to `fetch` rows
+    /// after the cursor; every matching row when counting) and how many match. Two statements for the whole group: the
     /// link rows, then the matching targets in order.
     pub async fn linked(
         &self,

@@ -227,3 +227,107 @@ pub async fn count_by(db: &Db, select: Select) -> AppResult<HashMap<String, i64>
     };
     Ok(rows.into_iter().filter_map(|r| r.key.map(|k| (k, r.n))).collect())
 }
+
+/// The aggregates of some rows: how many, and per numeric column the sum, average,
+/// minimum and maximum (absent or null when no row has a value).
+#[derive(Debug, Clone, Default)]
+pub struct Aggregate {
+    /// Rows counted.
+    pub count: i64,
+    /// `sum`, `avg`, `min`, `max`: column → value.
+    pub values: [Map<String, Value>; 4],
+}
+
+/// The names of [`Aggregate::values`], in order.
+pub const AGGREGATES: [&str; 4] = ["sum", "avg", "min", "max"];
+
+#[derive(QueryableByName)]
+struct AggregateRow {
+    #[diesel(sql_type = diesel::sql_types::Nullable<Text>)]
+    key: Option<String>,
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+    #[diesel(sql_type = Text)]
+    sum: String,
+    #[diesel(sql_type = Text)]
+    avg: String,
+    #[diesel(sql_type = Text)]
+    min: String,
+    #[diesel(sql_type = Text)]
+    max: String,
+}
+
+#[derive(QueryableByName)]
+struct AggregateOne {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+    #[diesel(sql_type = Text)]
+    sum: String,
+    #[diesel(sql_type = Text)]
+    avg: String,
+    #[diesel(sql_type = Text)]
+    min: String,
+    #[diesel(sql_type = Text)]
+    max: String,
+}
+
+fn objects(texts: [&str; 4]) -> AppResult<[Map<String, Value>; 4]> {
+    let parse = |text: &str| match serde_json::from_str(text) {
+        Ok(Value::Object(map)) => Ok(map),
+        _ => Err(AppError::internal("an aggregate is not a JSON object")),
+    };
+    Ok([parse(texts[0])?, parse(texts[1])?, parse(texts[2])?, parse(texts[3])?])
+}
+
+/// Runs a `Projection::Aggregate(None, …)` select.
+pub async fn aggregate(db: &Db, select: Select) -> AppResult<Aggregate> {
+    let row: AggregateOne = match &db.pool {
+        Pool::Postgres(pool) => {
+            let mut conn = pool.get().await?;
+            select.prepare::<Pg>().get_result(&mut *conn).await?
+        }
+        Pool::Sqlite(pool) => {
+            let mut conn = pool.get().await?;
+            select.prepare::<Sqlite>().get_result(&mut *conn).await?
+        }
+    };
+    Ok(Aggregate { count: row.n, values: objects([&row.sum, &row.avg, &row.min, &row.max])? })
+}
+
+/// Runs a `Projection::Aggregate(Some(key), …)` select: the aggregates per key.
+pub async fn aggregate_by(db: &Db, select: Select) -> AppResult<HashMap<String, Aggregate>> {
+    let rows: Vec<AggregateRow> = match &db.pool {
+        Pool::Postgres(pool) => {
+            let mut conn = pool.get().await?;
+            select.prepare::<Pg>().load(&mut *conn).await?
+        }
+        Pool::Sqlite(pool) => {
+            let mut conn = pool.get().await?;
+            select.prepare::<Sqlite>().load(&mut *conn).await?
+        }
+    };
+    rows.into_iter()
+        .filter_map(|r| {
+            let key = r.key.clone()?;
+            Some(objects([&r.sum, &r.avg, &r.min, &r.max]).map(|values| (key, Aggregate { count: r.n, values })))
+        })
+        .collect()
+}
+
+/// The aggregates of records already loaded (for lists that are assembled in memory).
+pub fn aggregate_records(records: &[Record], columns: &[&'static str]) -> Aggregate {
+    let mut values: [Map<String, Value>; 4] = Default::default();
+    for column in columns {
+        let numbers: Vec<f64> = records.iter().filter_map(|r| r.get(column).as_f64()).collect();
+        if numbers.is_empty() {
+            continue;
+        }
+        let sum: f64 = numbers.iter().sum();
+        let min = numbers.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = numbers.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        for (slot, value) in values.iter_mut().zip([sum, sum / numbers.len() as f64, min, max]) {
+            slot.insert((*column).to_owned(), serde_json::json!(value));
+        }
+    }
+    Aggregate { count: records.len() as i64, values }
+}

@@ -343,12 +343,12 @@ fn register_table(mut builder: SchemaBuilder, table: &'static Table) -> SchemaBu
             InputValue::new("direction", TypeRef::named("OrderDirection"))
                 .default_value(GqlValue::Enum(Name::new("ASC"))),
         );
-    builder
+    register_aggregate(builder, table)
         .register(object)
         .register(filter_input)
         .register(order_fields)
         .register(order_by)
-        .register(connection(type_name))
+        .register(connection(table))
         .register(edge(type_name))
 }
 
@@ -394,7 +394,92 @@ fn page<'a>(ctx: &ResolverContext<'a>) -> async_graphql::Result<&'a Page> {
     ctx.parent_value.try_downcast_ref::<Page>()
 }
 
-fn connection(type_name: &'static str) -> Object {
+/// The numeric columns of a table (what `aggregate` sums).
+fn numeric_columns(table: &Table) -> Vec<&'static str> {
+    table.columns.iter().filter(|c| matches!(c.kind, Kind::Int | Kind::Real)).map(|c| c.name).collect()
+}
+
+/// `<Type>Aggregate` and `<Type>NumericFields`, for tables with numeric columns.
+fn register_aggregate(builder: SchemaBuilder, table: &'static Table) -> SchemaBuilder {
+    let columns = numeric_columns(table);
+    if columns.is_empty() {
+        return builder;
+    }
+    let type_name = table.type_name;
+    let mut numeric = Object::new(format!("{type_name}NumericFields"))
+        .description(format!("A value per numeric column of {type_name} (null when no row has one)."));
+    for column in table.columns.iter().filter(|c| columns.contains(&c.name)) {
+        numeric = numeric.field(
+            Field::new(names::column_field(column), TypeRef::named(TypeRef::FLOAT), move |ctx| {
+                FieldFuture::new(async move {
+                    let values = ctx.parent_value.try_downcast_ref::<serde_json::Map<String, serde_json::Value>>()?;
+                    Ok(values.get(column.name).and_then(|v| v.as_f64()).map(FieldValue::value))
+                })
+            })
+            .description(column.doc),
+        );
+    }
+    let mut aggregate = Object::new(format!("{type_name}Aggregate"))
+        .description(format!("Aggregates over the {type_name} rows that match the filter (all pages)."))
+        .field(
+            Field::new("count", TypeRef::named_nn(TypeRef::INT), |ctx| {
+                FieldFuture::new(async move {
+                    Ok(Some(FieldValue::value(ctx.parent_value.try_downcast_ref::<records::Aggregate>()?.count)))
+                })
+            })
+            .description("How many rows."),
+        );
+    for (i, name) in records::AGGREGATES.iter().enumerate() {
+        aggregate = aggregate.field(
+            Field::new(*name, TypeRef::named_nn(format!("{type_name}NumericFields")), move |ctx| {
+                FieldFuture::new(async move {
+                    let values = ctx.parent_value.try_downcast_ref::<records::Aggregate>()?.values[i].clone();
+                    Ok(Some(FieldValue::owned_any(values)))
+                })
+            })
+            .description(match *name {
+                "sum" => "Sums.",
+                "avg" => "Averages.",
+                "min" => "Minima.",
+                _ => "Maxima.",
+            }),
+        );
+    }
+    builder.register(numeric).register(aggregate)
+}
+
+fn connection(table: &'static Table) -> Object {
+    let type_name = table.type_name;
+    let connection = connection_fields(type_name);
+    if numeric_columns(table).is_empty() {
+        return connection;
+    }
+    connection.field(
+        Field::new("aggregate", TypeRef::named_nn(format!("{type_name}Aggregate")), move |ctx| {
+            FieldFuture::new(async move {
+                let columns = numeric_columns(table);
+                let aggregate = match &page(&ctx)?.total {
+                    Total::Known(_) => records::Aggregate::default(),
+                    Total::Count(select) => {
+                        let projection = Projection::Aggregate(None, columns);
+                        records::aggregate(ctx.data::<Db>()?, Select { projection, ..select.clone() }).await?
+                    }
+                    Total::Children(parent, relation, query) => {
+                        reader(&ctx)?.child_aggregate(parent, relation, &query.filter, &columns).await?
+                    }
+                    Total::Linked(parent, link, query) => {
+                        let (rows, _) = reader(&ctx)?.linked(parent, link, query, true).await?;
+                        records::aggregate_records(&rows, &columns)
+                    }
+                };
+                Ok(Some(FieldValue::owned_any(aggregate)))
+            })
+        })
+        .description("Count, sum, average, minimum and maximum over every row that matches the filter."),
+    )
+}
+
+fn connection_fields(type_name: &'static str) -> Object {
     Object::new(format!("{type_name}Connection"))
         .description(format!("A page of {type_name} rows."))
         .field(

@@ -483,6 +483,21 @@ both_backends! {
         assert_eq!(run(json!({}), json!([{"field": "TOTAL_TOKENS", "direction": "DESC"}])).await, ["Gamma%", "Zeta", "épée", "beta_1", "alpha", "Alpha"]);
         assert_eq!(run(json!({}), json!([{"field": "HAS_ERRORS", "direction": "DESC"}, {"field": "TRACE_ID", "direction": "DESC"}])).await, ["Gamma%", "Alpha", "épée", "beta_1", "alpha", "Zeta"]);
         assert_eq!(run(json!({}), json!(null)).await, ["Zeta", "épée", "Gamma%", "beta_1", "alpha", "Alpha"], "default: newest first");
+
+        // Aggregates over the filtered rows, at the root and under a parent.
+        let aggregate = "query($ws: ID!, $f: TraceFilter) { traces(workspaceId: $ws, filter: $f, first: 1) { aggregate { count sum { totalTokens } avg { totalTokens } min { totalTokens } max { totalTokens } } } workspace(id: $ws) { traces(filter: $f) { aggregate { count sum { totalTokens } max { stepCount } } } } }";
+        let all = app.graphql_admin(aggregate, json!({"ws": workspace})).await;
+        assert_eq!(
+            all.data()["traces"]["aggregate"],
+            json!({"count": 6, "sum": {"totalTokens": 150.0}, "avg": {"totalTokens": 30.0}, "min": {"totalTokens": 10.0}, "max": {"totalTokens": 50.0}})
+        );
+        let clean = app.graphql_admin(aggregate, json!({"ws": workspace, "f": {"hasErrors": {"eq": false}}})).await;
+        assert_eq!(
+            clean.data()["traces"]["aggregate"],
+            json!({"count": 4, "sum": {"totalTokens": 140.0}, "avg": {"totalTokens": 35.0}, "min": {"totalTokens": 20.0}, "max": {"totalTokens": 50.0}})
+        );
+        assert_eq!(clean.data()["workspace"]["traces"]["aggregate"]["count"], 4);
+        assert_eq!(clean.data()["workspace"]["traces"]["aggregate"]["sum"]["totalTokens"], 140.0);
     }
 }
 
@@ -656,4 +671,61 @@ both_backends! {
         assert_eq!(eval["all"]["totalCount"], 5);
         assert!(eval["all"]["nodes"].as_array().unwrap().iter().all(|n| n["isContradiction"] == json!(false)));
     }
+}
+
+both_backends! {
+    async fn one_evals_contradictions_never_scan_every_rating(backend: Backend) {
+        let app = TestApp::new(backend).await;
+        let fx = Fixtures::new(&app.state.db);
+        let workspace = fx.workspace().await;
+        nested_data(&fx, &workspace, 400).await;
+        let db = &app.state.db;
+        fixtures::execute(db, "ANALYZE").await.unwrap();
+        #[derive(diesel::QueryableByName)]
+        struct Id {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            id: String,
+        }
+        let eval: Vec<Id> = fixtures::load(db, "SELECT id FROM evals ORDER BY id LIMIT 1").await.unwrap();
+        let query = format!(
+            "SELECT * FROM eval_comparison WHERE eval_id IN ('{}') AND is_contradiction = {}",
+            eval[0].id,
+            if backend == Backend::Sqlite { "1" } else { "true" }
+        );
+        let plan: Vec<String> = match backend {
+            Backend::Sqlite => sqlite_plan(db, &query).await,
+            Backend::Postgres => {
+                #[derive(diesel::QueryableByName)]
+                struct Line {
+                    #[diesel(sql_type = diesel::sql_types::Text, column_name = "QUERY PLAN")]
+                    line: String,
+                }
+                let lines: Vec<Line> = fixtures::load(db, &format!("EXPLAIN {query}")).await.unwrap();
+                lines.into_iter().map(|l| l.line).collect()
+            }
+        };
+        let text = plan.join("\n");
+        assert!(!text.is_empty());
+        match backend {
+            Backend::Sqlite => {
+                assert!(text.contains("USING INDEX idx_eval_executions_eval") || text.contains("USING COVERING INDEX idx_eval_executions_eval"), "{text}");
+                assert!(!text.contains("SCAN f"), "feedback is looked up, not scanned: {text}");
+            }
+            Backend::Postgres => {
+                assert!(!text.contains("Seq Scan on feedback"), "feedback is looked up, not scanned: {text}");
+                assert!(text.contains("eval_executions"), "{text}");
+            }
+        }
+    }
+}
+
+/// SQLite's query plan through the raw connection (EXPLAIN QUERY PLAN rows: id, parent, notused, detail).
+async fn sqlite_plan(db: &iofold_graph::db::Db, query: &str) -> Vec<String> {
+    #[derive(diesel::QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        detail: String,
+    }
+    let rows: Vec<Row> = fixtures::load(db, &format!("EXPLAIN QUERY PLAN {query}")).await.unwrap();
+    rows.into_iter().map(|r| r.detail).collect()
 }
