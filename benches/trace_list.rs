@@ -81,7 +81,12 @@ async fn load(db: &Db, backend: Backend, traces: usize) -> Result<(), DbError> {
         );
         let ratings: Vec<String> = chunk
             .iter()
-            .map(|i| format!("('feedback_bench_{i:08}', 'trace_bench_{i:08}', 'agent_bench', '{}')", if i % 3 == 0 { "negative" } else { "positive" }))
+            .map(|i| {
+                format!(
+                    "('feedback_bench_{i:08}', 'trace_bench_{i:08}', 'agent_bench', '{}')",
+                    if i % 3 == 0 { "negative" } else { "positive" }
+                )
+            })
             .collect();
         sql += &format!("INSERT INTO feedback (id, trace_id, agent_id, rating) VALUES {};", ratings.join(", "));
         let executions: Vec<String> = chunk
@@ -203,7 +208,10 @@ async fn main() {
         env_or("BENCH_CONCURRENCY", "1,32").split(',').map(|c| c.trim().parse().expect("a concurrency")).collect();
     let pg_base = env_or("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test");
     println!("trace list: 50 traces, each with its feedback and 10 executions with their eval; {traces} traces in the workspace");
-    println!("machine: {} cores; {seconds} s per measurement; HTTP router in process\n", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    println!(
+        "machine: {} cores; {seconds} s per measurement; HTTP router in process\n",
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    );
     println!("| backend | concurrency | GraphQL p50 | GraphQL p99 | GraphQL req/s | raw SQL req/s | GraphQL / raw |");
     println!("|---|---|---|---|---|---|---|");
     for backend in backends.split(',').map(str::trim) {
@@ -215,7 +223,10 @@ async fn main() {
             "postgres" => {
                 let schema = format!("bench_{}", std::process::id());
                 let mut admin = AsyncPgConnection::establish(&pg_base).await.expect("PostgreSQL for the benchmark");
-                admin.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}")).await.unwrap();
+                admin
+                    .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"))
+                    .await
+                    .unwrap();
                 let sep = if pg_base.contains('?') { '&' } else { '?' };
                 (DatabaseUrl::Postgres(format!("{pg_base}{sep}options=-csearch_path%3D{schema}")), None)
             }
@@ -236,7 +247,11 @@ async fn main() {
         let db = Db::connect(&url, &PoolOptions { max_size: 32 }).expect("pool");
         let loading = Instant::now();
         load(&db, url.backend(), traces).await.expect("load the data set");
-        eprintln!("{backend}: loaded {traces} traces, {} executions in {:.1} s", traces * 10, loading.elapsed().as_secs_f64());
+        eprintln!(
+            "{backend}: loaded {traces} traces, {} executions in {:.1} s",
+            traces * 10,
+            loading.elapsed().as_secs_f64()
+        );
         let state = AppState::new(db.clone(), config);
         let app = router(state);
         let body = json!({"query": QUERY, "variables": {"ws": "workspace_bench"}}).to_string();

@@ -4,7 +4,7 @@ use clap::{Parser, Subcommand};
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 
-use crate::config::{Config, ConfigArgs};
+use crate::config::{Config, ConfigArgs, ServerArgs};
 use crate::crypto::{new_token, token_hash};
 use crate::db::sql_types::Timestamp;
 use crate::db::{migrations, Db, DbError, PoolOptions};
@@ -20,6 +20,9 @@ pub struct Cli {
     /// Settings shared by every command.
     #[command(flatten)]
     pub config: ConfigArgs,
+    /// The server's limits and operations settings (`serve`).
+    #[command(flatten)]
+    pub server: ServerArgs,
     /// What to do (default: serve).
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -88,7 +91,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         print!("{}", crate::graphql::build_schema().sdl());
         return Ok(());
     }
-    let config = Config::from_args(&cli.config)?;
+    let config = Config::from_all(&cli.config, &cli.server)?;
     match command {
         Command::Schema => unreachable!("handled above"),
         Command::Migrate { status: true } => {

@@ -2,6 +2,7 @@
 //! start with a clear message for each bad value.
 
 use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
@@ -47,6 +48,170 @@ pub struct ConfigArgs {
     pub log_format: LogFormat,
 }
 
+/// The server's limits and operations settings (`serve`), as given. Every one has the
+/// default of the API's contract (`Limits` in api.md).
+#[derive(Debug, Clone, Args)]
+pub struct ServerArgs {
+    /// The deepest selection nesting a query may have.
+    #[arg(long, env = "MAX_QUERY_DEPTH", default_value_t = defaults::MAX_DEPTH, global = true,
+          value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub max_query_depth: u32,
+
+    /// The most a query may cost: each field 1, a list field its page size (`first`/`last`,
+    /// default 20) times its selection.
+    #[arg(long, env = "MAX_QUERY_COMPLEXITY", default_value_t = defaults::MAX_COMPLEXITY, global = true,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_query_complexity: u64,
+
+    /// The most aliased fields an operation may have.
+    #[arg(long, env = "MAX_QUERY_ALIASES", default_value_t = defaults::MAX_ALIASES, global = true,
+          value_parser = clap::value_parser!(u32).range(0..=100_000))]
+    pub max_query_aliases: u32,
+
+    /// The largest request body, in bytes (larger: 413 `PAYLOAD_TOO_LARGE`).
+    #[arg(long, env = "MAX_BODY_BYTES", default_value_t = defaults::MAX_BODY_BYTES, global = true,
+          value_parser = clap::value_parser!(u64).range(1024..=1 << 32))]
+    pub max_body_bytes: u64,
+
+    /// The most operations in one batch (a JSON array of operations).
+    #[arg(long, env = "MAX_BATCH_SIZE", default_value_t = defaults::MAX_BATCH, global = true,
+          value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub max_batch_size: u32,
+
+    /// The deadline of a request, in milliseconds (over it: `TIMEOUT`).
+    #[arg(long, env = "REQUEST_TIMEOUT_MS", default_value_t = defaults::REQUEST_TIMEOUT_MS, global = true,
+          value_parser = clap::value_parser!(u64).range(1..=86_400_000))]
+    pub request_timeout_ms: u64,
+
+    /// PostgreSQL's `statement_timeout` for the server's connections, in milliseconds; 0
+    /// turns it off. SQLite has none (the request deadline still holds).
+    #[arg(long, env = "STATEMENT_TIMEOUT_MS", default_value_t = defaults::STATEMENT_TIMEOUT_MS, global = true,
+          value_parser = clap::value_parser!(u64).range(0..=86_400_000))]
+    pub statement_timeout_ms: u64,
+
+    /// Statements slower than this many milliseconds are logged (their SQL shape, never
+    /// their values) and counted.
+    #[arg(long, env = "SLOW_QUERY_MS", default_value_t = defaults::SLOW_QUERY_MS, global = true)]
+    pub slow_query_ms: u64,
+
+    /// Whether introspection (`__schema`, `__type`) answers.
+    #[arg(long, env = "GRAPHQL_INTROSPECTION", default_value_t = true, global = true, action = clap::ArgAction::Set,
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub introspection: bool,
+
+    /// Whether `GET /graphql` from a browser serves GraphiQL.
+    #[arg(long, env = "GRAPHIQL", default_value_t = true, global = true, action = clap::ArgAction::Set,
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub graphiql: bool,
+
+    /// Requests a minute per token (a batch counts each operation); 0: no limit.
+    #[arg(long, env = "RATE_LIMIT_PER_MINUTE", default_value_t = 0, global = true,
+          value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
+    pub rate_limit_per_minute: u32,
+
+    /// On SIGTERM or SIGINT, how long in-flight requests may take to finish, in
+    /// milliseconds; then the server stops anyway.
+    #[arg(long, env = "SHUTDOWN_GRACE_MS", default_value_t = defaults::SHUTDOWN_GRACE_MS, global = true,
+          value_parser = clap::value_parser!(u64).range(0..=3_600_000))]
+    pub shutdown_grace_ms: u64,
+
+    /// Whether `GET /metrics` (Prometheus text) answers.
+    #[arg(long, env = "METRICS_ENABLED", default_value_t = true, global = true, action = clap::ArgAction::Set,
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub metrics: bool,
+}
+
+/// The defaults of [`ServerArgs`] (the API contract's limits).
+pub mod defaults {
+    /// Query depth.
+    pub const MAX_DEPTH: u32 = 12;
+    /// Query complexity.
+    pub const MAX_COMPLEXITY: u64 = 50_000;
+    /// Aliases per operation.
+    pub const MAX_ALIASES: u32 = 100;
+    /// Request body: 16 MiB.
+    pub const MAX_BODY_BYTES: u64 = 16 * 1024 * 1024;
+    /// Operations per batch.
+    pub const MAX_BATCH: u32 = 50;
+    /// Request deadline.
+    pub const REQUEST_TIMEOUT_MS: u64 = 10_000;
+    /// PostgreSQL statement timeout.
+    pub const STATEMENT_TIMEOUT_MS: u64 = 5_000;
+    /// Slow-statement threshold.
+    pub const SLOW_QUERY_MS: u64 = 100;
+    /// Shutdown grace period.
+    pub const SHUTDOWN_GRACE_MS: u64 = 20_000;
+}
+
+impl Default for ServerArgs {
+    fn default() -> Self {
+        Self {
+            max_query_depth: defaults::MAX_DEPTH,
+            max_query_complexity: defaults::MAX_COMPLEXITY,
+            max_query_aliases: defaults::MAX_ALIASES,
+            max_body_bytes: defaults::MAX_BODY_BYTES,
+            max_batch_size: defaults::MAX_BATCH,
+            request_timeout_ms: defaults::REQUEST_TIMEOUT_MS,
+            statement_timeout_ms: defaults::STATEMENT_TIMEOUT_MS,
+            slow_query_ms: defaults::SLOW_QUERY_MS,
+            introspection: true,
+            graphiql: true,
+            rate_limit_per_minute: 0,
+            shutdown_grace_ms: defaults::SHUTDOWN_GRACE_MS,
+            metrics: true,
+        }
+    }
+}
+
+/// What a request may ask of the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// The deepest selection nesting (`QUERY_TOO_COMPLEX` beyond).
+    pub max_depth: usize,
+    /// The highest complexity (`QUERY_TOO_COMPLEX` beyond).
+    pub max_complexity: u64,
+    /// The most aliased fields in an operation (`QUERY_TOO_COMPLEX` beyond).
+    pub max_aliases: usize,
+    /// The largest body in bytes (`PAYLOAD_TOO_LARGE`, HTTP 413, beyond).
+    pub max_body_bytes: usize,
+    /// The most operations in a batch (`BATCH_TOO_LARGE` beyond).
+    pub max_batch: usize,
+    /// The deadline of a request (`TIMEOUT` after).
+    pub request_timeout: Duration,
+    /// PostgreSQL's statement timeout (`TIMEOUT` after); `None`: off.
+    pub statement_timeout: Option<Duration>,
+    /// Whether introspection answers.
+    pub introspection: bool,
+    /// Whether GraphiQL is served.
+    pub graphiql: bool,
+    /// Requests a minute per token (`RATE_LIMITED` beyond); `None`: no limit.
+    pub rate_limit_per_minute: Option<u32>,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits::from_args(&ServerArgs::default())
+    }
+}
+
+impl Limits {
+    fn from_args(args: &ServerArgs) -> Self {
+        Limits {
+            max_depth: args.max_query_depth as usize,
+            max_complexity: args.max_query_complexity,
+            max_aliases: args.max_query_aliases as usize,
+            max_body_bytes: usize::try_from(args.max_body_bytes).unwrap_or(usize::MAX),
+            max_batch: args.max_batch_size as usize,
+            request_timeout: Duration::from_millis(args.request_timeout_ms),
+            statement_timeout: (args.statement_timeout_ms > 0)
+                .then(|| Duration::from_millis(args.statement_timeout_ms)),
+            introspection: args.introspection,
+            graphiql: args.graphiql,
+            rate_limit_per_minute: (args.rate_limit_per_minute > 0).then_some(args.rate_limit_per_minute),
+        }
+    }
+}
+
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -75,11 +240,24 @@ pub struct Config {
     pub production: bool,
     /// Log format.
     pub log_format: LogFormat,
+    /// What a request may ask of the server.
+    pub limits: Limits,
+    /// Statements slower than this are logged and counted.
+    pub slow_statement: Duration,
+    /// How long in-flight requests may take to finish after SIGTERM or SIGINT.
+    pub shutdown_grace: Duration,
+    /// Whether `GET /metrics` answers.
+    pub metrics: bool,
 }
 
 impl Config {
-    /// Validates the arguments, reporting every bad value at once.
+    /// Validates the arguments with the default limits, reporting every bad value at once.
     pub fn from_args(args: &ConfigArgs) -> Result<Config, ConfigError> {
+        Self::from_all(args, &ServerArgs::default())
+    }
+
+    /// Validates the arguments and the server's settings, reporting every bad value at once.
+    pub fn from_all(args: &ConfigArgs, server: &ServerArgs) -> Result<Config, ConfigError> {
         let mut problems = Vec::new();
         let production = is_production(args.app_env.as_deref(), std::env::var("NODE_ENV").ok().as_deref());
         let database_url = DatabaseUrl::parse(&args.database_url).map_err(|e| problems.push(e)).ok();
@@ -115,6 +293,10 @@ impl Config {
                 development_key,
                 production,
                 log_format: args.log_format,
+                limits: Limits::from_args(server),
+                slow_statement: Duration::from_millis(server.slow_query_ms),
+                shutdown_grace: Duration::from_millis(server.shutdown_grace_ms),
+                metrics: server.metrics,
             }),
             _ => Err(ConfigError(problems)),
         }
@@ -140,12 +322,14 @@ mod tests {
     struct Cli {
         #[command(flatten)]
         config: ConfigArgs,
+        #[command(flatten)]
+        server: ServerArgs,
     }
 
     fn parse(args: &[&str]) -> Result<Config, String> {
         let cli = Cli::try_parse_from(std::iter::once("iofold-graph").chain(args.iter().copied()))
             .map_err(|e| e.to_string())?;
-        Config::from_args(&cli.config).map_err(|e| e.to_string())
+        Config::from_all(&cli.config, &cli.server).map_err(|e| e.to_string())
     }
 
     #[test]
@@ -169,5 +353,63 @@ mod tests {
         assert_eq!(config.db_pool_size, 10);
         let pg = parse(&["--database-url", "postgresql://u@h/db"]).unwrap();
         assert_eq!(pg.database_url.backend(), crate::db::Backend::Postgres);
+    }
+
+    #[test]
+    fn limits_default_to_the_contract_and_are_configurable() {
+        let config = parse(&[]).unwrap();
+        assert_eq!(config.limits, Limits::default());
+        let limits = &config.limits;
+        assert_eq!((limits.max_depth, limits.max_complexity, limits.max_aliases), (12, 50_000, 100));
+        assert_eq!((limits.max_body_bytes, limits.max_batch), (16 << 20, 50));
+        assert_eq!(limits.request_timeout, Duration::from_secs(10));
+        assert_eq!(limits.statement_timeout, Some(Duration::from_secs(5)));
+        assert!(limits.introspection && limits.graphiql && limits.rate_limit_per_minute.is_none());
+        assert_eq!(config.slow_statement, Duration::from_millis(100));
+        assert!(config.metrics);
+
+        let config = parse(&[
+            "--max-query-depth",
+            "3",
+            "--max-query-complexity",
+            "10",
+            "--max-query-aliases",
+            "0",
+            "--max-body-bytes",
+            "2048",
+            "--max-batch-size",
+            "2",
+            "--request-timeout-ms",
+            "250",
+            "--statement-timeout-ms",
+            "0",
+            "--slow-query-ms",
+            "5",
+            "--introspection",
+            "false",
+            "--graphiql",
+            "off",
+            "--rate-limit-per-minute",
+            "60",
+            "--shutdown-grace-ms",
+            "1500",
+            "--metrics",
+            "no",
+        ])
+        .unwrap();
+        let limits = &config.limits;
+        assert_eq!((limits.max_depth, limits.max_complexity, limits.max_aliases), (3, 10, 0));
+        assert_eq!((limits.max_body_bytes, limits.max_batch), (2048, 2));
+        assert_eq!(limits.request_timeout, Duration::from_millis(250));
+        assert_eq!(limits.statement_timeout, None);
+        assert!(!limits.introspection && !limits.graphiql);
+        assert_eq!(limits.rate_limit_per_minute, Some(60));
+        assert_eq!(config.slow_statement, Duration::from_millis(5));
+        assert_eq!(config.shutdown_grace, Duration::from_millis(1500));
+        assert!(!config.metrics);
+
+        assert!(parse(&["--max-query-depth", "0"]).unwrap_err().contains("0 is not in 1..=64"));
+        assert!(parse(&["--max-body-bytes", "10"]).unwrap_err().contains("max-body-bytes"));
+        assert!(parse(&["--introspection", "maybe"]).unwrap_err().contains("introspection"));
     }
 }

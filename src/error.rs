@@ -36,6 +36,8 @@ pub enum AppError {
         /// The unique key.
         key: String,
     },
+    /// The request deadline or a statement timeout passed (or the database stayed busy).
+    Timeout(String),
     /// Anything else: logged, never sent.
     Internal(String),
 }
@@ -49,6 +51,7 @@ impl AppError {
             Self::NotFound(_) => "NOT_FOUND",
             Self::BadUserInput { .. } => "BAD_USER_INPUT",
             Self::Conflict { .. } => "CONFLICT",
+            Self::Timeout(_) => "TIMEOUT",
             Self::Internal(_) => "INTERNAL_SERVER_ERROR",
         }
     }
@@ -56,7 +59,7 @@ impl AppError {
     /// The message a client sees (never the detail of an internal error).
     pub fn message(&self) -> &str {
         match self {
-            Self::Unauthenticated(m) | Self::Forbidden(m) | Self::NotFound(m) => m,
+            Self::Unauthenticated(m) | Self::Forbidden(m) | Self::NotFound(m) | Self::Timeout(m) => m,
             Self::BadUserInput { message, .. } | Self::Conflict { message, .. } => message,
             Self::Internal(_) => "internal server error",
         }
@@ -72,7 +75,8 @@ impl AppError {
         Self::Unauthenticated("authentication required: send `Authorization: Bearer <token>`".into())
     }
 
-    /// An internal error: the detail is logged now and never sent to the client.
+    /// An internal error: the detail is logged now (inside the request's span, so with its
+    /// request id) and never sent to the client, who gets the request id instead.
     pub fn internal(detail: impl std::fmt::Display) -> Self {
         let detail = detail.to_string();
         tracing::error!(error = %detail, "internal error");
@@ -103,9 +107,21 @@ impl From<DieselError> for AppError {
                 message: "a required value is missing".into(),
                 field: info.column_name().map(str::to_owned),
             },
+            DieselError::DatabaseError(_, info) if is_timeout(info.message()) => {
+                tracing::warn!(error = %info.message(), "statement timed out");
+                Self::Timeout("a database statement took too long and was cancelled".into())
+            }
             _ => Self::internal(error),
         }
     }
+}
+
+/// PostgreSQL's `statement_timeout` (SQLSTATE 57014, "canceling statement due to statement
+/// timeout"), its lock timeout, and SQLite's busy timeout ("database is locked").
+fn is_timeout(message: &str) -> bool {
+    message.contains("canceling statement due to statement timeout")
+        || message.contains("canceling statement due to lock timeout")
+        || message.contains("database is locked")
 }
 
 /// SQLite names the columns, not the constraint: `UNIQUE constraint failed: t.a, t.b`
@@ -166,6 +182,14 @@ mod tests {
             "traces_workspace_id_source_trace_id_key"
         );
         assert_eq!(unique_key_from_message("UNIQUE constraint failed: users.email"), "users_email_key");
+    }
+
+    #[test]
+    fn timeouts_have_their_code() {
+        let info = Box::new("canceling statement due to statement timeout".to_owned());
+        let error: AppError = DieselError::DatabaseError(DatabaseErrorKind::Unknown, info).into();
+        assert_eq!(error.code(), "TIMEOUT");
+        assert!(!error.message().contains("canceling"));
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod domain;
 pub mod error;
 pub mod graphql;
 pub mod models;
+pub mod observability;
 pub mod ops;
 pub mod schema;
 pub mod seed;

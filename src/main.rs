@@ -1,26 +1,22 @@
+use std::io::Write;
+
 use clap::Parser;
 use iofold_graph::cli::{run, Cli};
-use iofold_graph::config::LogFormat;
 
 #[tokio::main]
-async fn main() -> std::process::ExitCode {
+async fn main() {
     let cli = Cli::parse();
-    init_logging(cli.config.log_format);
-    match run(cli).await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+    iofold_graph::observability::init_logging(cli.config.log_format);
+    let code = match run(cli).await {
+        Ok(()) => 0,
         Err(error) => {
             eprintln!("error: {error:#}");
-            std::process::ExitCode::FAILURE
+            1
         }
-    }
-}
-
-fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    match format {
-        LogFormat::Human => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
+    };
+    // Exit now: after a shutdown whose grace period ran out, blocking database work may
+    // still run, and dropping the runtime would wait for it.
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    std::process::exit(code);
 }

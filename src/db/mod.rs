@@ -127,31 +127,164 @@ pub enum Pool {
     Sqlite(SqlitePool),
 }
 
-/// Counters every pooled connection updates through Diesel's instrumentation.
-#[derive(Debug, Default)]
+/// Counters every pooled connection updates through Diesel's instrumentation, and the
+/// settings it reads (the slow-statement threshold, PostgreSQL's statement timeout).
+#[derive(Debug)]
 pub struct Stats {
     /// SQL statements started.
     pub statements: AtomicU64,
+    /// Statements that took longer than the slow-statement threshold.
+    pub slow_statements: AtomicU64,
+    /// Statements that failed.
+    pub failed_statements: AtomicU64,
+    /// The slow-statement threshold, in microseconds.
+    slow_threshold_us: AtomicU64,
+    /// PostgreSQL's `statement_timeout` for new connections, in milliseconds (0: none).
+    statement_timeout_ms: AtomicU64,
 }
+
+impl Default for Stats {
+    fn default() -> Self {
+        Stats {
+            statements: AtomicU64::new(0),
+            slow_statements: AtomicU64::new(0),
+            failed_statements: AtomicU64::new(0),
+            slow_threshold_us: AtomicU64::new(DEFAULT_SLOW_STATEMENT.as_micros() as u64),
+            statement_timeout_ms: AtomicU64::new(0),
+        }
+    }
+}
+
+/// Statements slower than this are logged and counted, unless configured otherwise.
+pub const DEFAULT_SLOW_STATEMENT: Duration = Duration::from_millis(100);
 
 impl Stats {
     /// Statements started so far.
     pub fn statements(&self) -> u64 {
         AtomicU64::load(&self.statements, Ordering::Relaxed)
     }
+
+    /// Slow statements so far.
+    pub fn slow_statements(&self) -> u64 {
+        AtomicU64::load(&self.slow_statements, Ordering::Relaxed)
+    }
+
+    /// Failed statements so far.
+    pub fn failed_statements(&self) -> u64 {
+        AtomicU64::load(&self.failed_statements, Ordering::Relaxed)
+    }
+
+    /// The slow-statement threshold.
+    pub fn slow_threshold(&self) -> Duration {
+        Duration::from_micros(AtomicU64::load(&self.slow_threshold_us, Ordering::Relaxed))
+    }
+
+    /// PostgreSQL's statement timeout for new connections.
+    pub fn statement_timeout(&self) -> Option<Duration> {
+        match AtomicU64::load(&self.statement_timeout_ms, Ordering::Relaxed) {
+            0 => None,
+            ms => Some(Duration::from_millis(ms)),
+        }
+    }
 }
 
-/// Diesel instrumentation that counts each statement a connection starts.
+/// Diesel instrumentation: counts each statement a connection starts and logs the ones
+/// slower than the threshold, with the statement's SQL shape and never its values (bind
+/// parameters are cut off, literals replaced by `?`: [`statement_shape`]). It runs in the
+/// span of the request that uses the connection, so slow-statement lines carry the request
+/// id: on PostgreSQL the statement runs in the request's task; SQLite's run on a blocking
+/// thread, so its recorder is given the span of the task that checks the connection out.
 struct Recorder {
     stats: Arc<Stats>,
+    started: Option<std::time::Instant>,
+    span: Option<tracing::Span>,
+}
+
+impl Recorder {
+    fn new(stats: Arc<Stats>, span: Option<tracing::Span>) -> Self {
+        Recorder { stats, started: None, span }
+    }
 }
 
 impl Instrumentation for Recorder {
     fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
-        if let InstrumentationEvent::StartQuery { .. } = event {
-            self.stats.statements.fetch_add(1, Ordering::Relaxed);
+        match event {
+            InstrumentationEvent::StartQuery { .. } => {
+                self.stats.statements.fetch_add(1, Ordering::Relaxed);
+                self.started = Some(std::time::Instant::now());
+            }
+            InstrumentationEvent::FinishQuery { query, error, .. } => {
+                if error.is_some() {
+                    self.stats.failed_statements.fetch_add(1, Ordering::Relaxed);
+                }
+                let Some(started) = self.started.take() else { return };
+                let elapsed = started.elapsed();
+                if elapsed >= self.stats.slow_threshold() {
+                    self.stats.slow_statements.fetch_add(1, Ordering::Relaxed);
+                    let span = self.span.clone().unwrap_or_else(tracing::Span::current);
+                    tracing::warn!(
+                        target: "iofold_graph::slow_statement",
+                        parent: &span,
+                        duration_ms = elapsed.as_secs_f64() * 1000.0,
+                        failed = error.is_some(),
+                        statement = %statement_shape(&query.to_string()),
+                        "slow statement"
+                    );
+                }
+            }
+            _ => {}
         }
     }
+}
+
+/// The shape of a statement as Diesel displays it (`SQL -- binds: [...]`): the SQL without
+/// the bind values, with string and number literals replaced by `?` and whitespace
+/// collapsed, cut at 2,000 characters. Never contains a value the statement was run with.
+pub fn statement_shape(displayed: &str) -> String {
+    let sql = displayed.split(" -- binds: ").next().unwrap_or_default();
+    let mut out = String::with_capacity(sql.len().min(2_048));
+    let mut chars = sql.chars().peekable();
+    let mut previous = ' ';
+    while let Some(c) = chars.next() {
+        if out.len() >= 2_000 {
+            out.push('…');
+            break;
+        }
+        match c {
+            '\'' => {
+                // A string literal ('' escapes a quote): its content is a value.
+                while let Some(c) = chars.next() {
+                    if c == '\'' {
+                        if chars.peek() == Some(&'\'') {
+                            chars.next();
+                        } else {
+                            break;
+                        }
+                    }
+                }
+                out.push('?');
+                previous = '?';
+            }
+            '0'..='9' if !(previous.is_alphanumeric() || previous == '_' || previous == '$' || previous == '"') => {
+                while chars.peek().is_some_and(|c| c.is_ascii_alphanumeric() || *c == '.') {
+                    chars.next();
+                }
+                out.push('?');
+                previous = '?';
+            }
+            c if c.is_whitespace() => {
+                if previous != ' ' {
+                    out.push(' ');
+                }
+                previous = ' ';
+            }
+            c => {
+                out.push(c);
+                previous = c;
+            }
+        }
+    }
+    out.trim_end().to_owned()
 }
 
 /// Runs `$body` with `$conn` bound to a pooled connection of whichever backend `$db` is.
@@ -230,15 +363,38 @@ impl Db {
                     let path = path.to_owned();
                     Box::pin(async move {
                         let mut conn = establish_sqlite(path).await?;
-                        conn.set_instrumentation(Recorder { stats: recorded });
+                        conn.set_instrumentation(Recorder::new(recorded, None));
                         Ok(conn)
                     })
                 });
                 let manager = AsyncDieselConnectionManager::<SqliteConn>::new_with_config(path, config);
-                Pool::Sqlite(build_pool(manager, options)?)
+                // At every checkout, the recorder takes the span of the task checking out.
+                let in_span = |stats: Arc<Stats>| {
+                    dp::Hook::sync_fn(move |conn: &mut SqliteConn, _| {
+                        conn.set_instrumentation(Recorder::new(stats.clone(), Some(tracing::Span::current())));
+                        Ok(())
+                    })
+                };
+                let pool = pool_builder(manager, options)
+                    .post_create(in_span(stats.clone()))
+                    .post_recycle(in_span(stats.clone()))
+                    .build()?;
+                Pool::Sqlite(pool)
             }
         };
         Ok(Self { pool, stats })
+    }
+
+    /// Sets the slow-statement threshold and PostgreSQL's statement timeout (0 or `None`:
+    /// none). A changed statement timeout applies to new connections: idle ones are closed.
+    pub fn configure(&self, slow_statement: Duration, statement_timeout: Option<Duration>) {
+        self.stats.slow_threshold_us.store(slow_statement.as_micros() as u64, Ordering::Relaxed);
+        let ms = statement_timeout.map_or(0, |t| t.as_millis().max(1) as u64);
+        if self.stats.statement_timeout_ms.swap(ms, Ordering::Relaxed) != ms {
+            if let Pool::Postgres(pool) = &self.pool {
+                pool.retain(|_, _| false);
+            }
+        }
     }
 
     /// The backend behind the pool.
@@ -298,19 +454,28 @@ fn build_pool<M: deadpool::managed::Manager>(
     manager: M,
     options: &PoolOptions,
 ) -> Result<deadpool::managed::Pool<M>, BuildError> {
+    pool_builder(manager, options).build()
+}
+
+fn pool_builder<M: deadpool::managed::Manager>(manager: M, options: &PoolOptions) -> deadpool::managed::PoolBuilder<M> {
     deadpool::managed::Pool::builder(manager)
         .max_size(options.max_size)
         .wait_timeout(Some(CONNECT_TIMEOUT))
         .create_timeout(Some(CONNECT_TIMEOUT))
         .recycle_timeout(Some(CONNECT_TIMEOUT))
         .runtime(deadpool::Runtime::Tokio1)
-        .build()
 }
 
-/// Opens a PostgreSQL connection that records its statements.
+/// Opens a PostgreSQL connection that records its statements, with the configured
+/// `statement_timeout` (PostgreSQL then cancels a longer statement: `TIMEOUT`).
 async fn establish_pg(url: String, stats: Arc<Stats>) -> diesel::ConnectionResult<AsyncPgConnection> {
     let mut conn = AsyncPgConnection::establish(&url).await?;
-    conn.set_instrumentation(Recorder { stats });
+    if let Some(timeout) = stats.statement_timeout() {
+        conn.batch_execute(&format!("SET statement_timeout = {}", timeout.as_millis()))
+            .await
+            .map_err(|e| diesel::ConnectionError::BadConnection(e.to_string()))?;
+    }
+    conn.set_instrumentation(Recorder::new(stats, None));
     Ok(conn)
 }
 

@@ -26,9 +26,15 @@ use schema::RequestAccess;
 /// The executable schema.
 pub type AppSchema = async_graphql::dynamic::Schema;
 
-/// Builds the schema (once, at start).
+/// Builds the schema with the default limits.
 pub fn build_schema() -> AppSchema {
-    schema::builder().finish().expect("the generated schema is valid")
+    build_schema_with(&crate::config::Limits::default())
+}
+
+/// Builds the schema (once, at start) with the request limits and switches of `limits`
+/// (depth, complexity, aliases, introspection: [`crate::server::guard`]).
+pub fn build_schema_with(limits: &crate::config::Limits) -> AppSchema {
+    crate::server::guard::install(schema::builder(), limits).finish().expect("the generated schema is valid")
 }
 
 /// What the caller may see: `None` for an anonymous caller. Looks up the user's
@@ -53,7 +59,9 @@ pub fn with_request_data(
 ) -> async_graphql::Request {
     let mut request = request.data(db.clone()).data(RequestAccess(access.clone()));
     if let Some(access) = access {
-        request = request.data(DataLoader::new(GraphLoader { db: db.clone(), access }, tokio::spawn));
+        // Batches run on tasks of their own, inside the request's span (its request id).
+        let spawn = |batch| tokio::spawn(tracing::Instrument::in_current_span(batch));
+        request = request.data(DataLoader::new(GraphLoader { db: db.clone(), access }, spawn));
     }
     request
 }

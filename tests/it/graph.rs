@@ -678,15 +678,27 @@ both_backends! {
         let app = TestApp::new(backend).await;
         let fx = Fixtures::new(&app.state.db);
         let workspace = fx.workspace().await;
-        nested_data(&fx, &workspace, 400).await;
+        nested_data(&fx, &workspace, 2_000).await;
         let db = &app.state.db;
+        // A new eval that has judged 5 of the 2,000 rated traces.
+        let agent = fx.insert("agents", &workspace, &[]).await;
+        let focus = fx.insert("evals", &workspace, &[("agent_id", Value::from(&agent)), ("version", Value::from(1i64))]).await;
+        #[derive(diesel::QueryableByName)]
+        struct TraceId {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            id: String,
+        }
+        let some: Vec<TraceId> = fixtures::load(db, "SELECT id FROM traces ORDER BY id LIMIT 5").await.unwrap();
+        for trace in &some {
+            fx.insert("eval_executions", &workspace, &[("eval_id", Value::from(&focus)), ("trace_id", Value::from(&trace.id))]).await;
+        }
         fixtures::execute(db, "ANALYZE").await.unwrap();
         #[derive(diesel::QueryableByName)]
         struct Id {
             #[diesel(sql_type = diesel::sql_types::Text)]
             id: String,
         }
-        let eval: Vec<Id> = fixtures::load(db, "SELECT id FROM evals ORDER BY id LIMIT 1").await.unwrap();
+        let eval = vec![Id { id: focus.clone() }];
         let query = format!(
             "SELECT * FROM eval_comparison WHERE eval_id IN ('{}') AND is_contradiction = {}",
             eval[0].id,

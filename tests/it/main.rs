@@ -7,5 +7,7 @@ mod cli;
 mod concurrency;
 mod data_model;
 mod graph;
+mod hardening;
+mod mutations;
 mod ops;
 mod server;
