@@ -693,15 +693,9 @@ both_backends! {
             fx.insert("eval_executions", &workspace, &[("eval_id", Value::from(&focus)), ("trace_id", Value::from(&trace.id))]).await;
         }
         fixtures::execute(db, "ANALYZE").await.unwrap();
-        #[derive(diesel::QueryableByName)]
-        struct Id {
-            #[diesel(sql_type = diesel::sql_types::Text)]
-            id: String,
-        }
-        let eval = vec![Id { id: focus.clone() }];
         let query = format!(
             "SELECT * FROM eval_comparison WHERE eval_id IN ('{}') AND is_contradiction = {}",
-            eval[0].id,
+            focus,
             if backend == Backend::Sqlite { "1" } else { "true" }
         );
         let plan: Vec<String> = match backend {
