@@ -65,8 +65,8 @@ fn list_args(ctx: &ResolverContext<'_>) -> ListArgs {
     }
 }
 
-/// The output type of a column.
-fn column_type(table: &Table, column: &Column) -> String {
+/// The GraphQL type of a column's values (without `!`).
+pub fn column_type(table: &Table, column: &Column) -> String {
     if names::is_id(table, column) {
         return TypeRef::ID.into();
     }

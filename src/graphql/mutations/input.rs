@@ -15,21 +15,9 @@ use crate::db::sql_types::Timestamp;
 use crate::error::{AppError, AppResult};
 use crate::graphql::names;
 
-/// The GraphQL input type of a column's values (without `!`).
+/// The GraphQL input type of a column's values (without `!`): the same as its output type.
 pub fn value_type(table: &Table, column: &Column) -> String {
-    if column.kind == Kind::Id || column.references.is_some() {
-        return TypeRef::ID.into();
-    }
-    match column.kind {
-        Kind::Id => TypeRef::ID.into(),
-        Kind::Text | Kind::Date => TypeRef::STRING.into(),
-        Kind::Int => TypeRef::INT.into(),
-        Kind::Real => TypeRef::FLOAT.into(),
-        Kind::Bool => TypeRef::BOOLEAN.into(),
-        Kind::Timestamp => "DateTime".into(),
-        Kind::Json => "JSON".into(),
-        Kind::Enum(_) => names::enum_type(table, column),
-    }
+    crate::graphql::schema::column_type(table, column)
 }
 
 fn field_doc(table: &Table, column: &Column, create: bool) -> String {
