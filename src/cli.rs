@@ -1,4 +1,5 @@
-//! The command line: `serve` (the default), `migrate`, `seed`, `schema` and `token`.
+//! The command line: `serve` (the default), `migrate`, `seed`, `schema`, `token`, and the
+//! database commands of [`crate::ops`] (`reset`, `nuke`, `health`, `export`, `import`, `backup`).
 
 use clap::{Parser, Subcommand};
 use diesel::prelude::*;
