@@ -19,7 +19,6 @@ use serde_json::{Map, Value};
 use crate::catalog::Table;
 use crate::db::{Db, Pool};
 use crate::error::{AppError, AppResult};
-use crate::models;
 use crate::sql::Select;
 
 /// A row of some table, and the rows loaded with it.
@@ -104,58 +103,8 @@ impl Record {
 
 /// Runs `select` (which returns rows) and loads the rows of its table.
 pub async fn load(db: &Db, select: Select) -> AppResult<Vec<Record>> {
-    macro_rules! by_table {
-        ($($table:literal => $row:ty,)*) => {
-            match select.table.name {
-                $( $table => load_as::<$row>(db, select).await, )*
-                other => Err(AppError::internal(format!("no row model for table `{other}`"))),
-            }
-        };
-    }
-    by_table! {
-        "users" => models::user::Row,
-        "workspaces" => models::workspace::Row,
-        "workspace_members" => models::workspace_member::Row,
-        "api_tokens" => models::api_token::Row,
-        "integrations" => models::integration::Row,
-        "traces" => models::trace::Row,
-        "trace_summaries" => models::trace_summary::Row,
-        "system_prompts" => models::system_prompt::Row,
-        "feedback" => models::feedback::Row,
-        "task_metadata" => models::task_metadata::Row,
-        "task_similar_traces" => models::task_similar_trace::Row,
-        "task_feedback_pairs" => models::task_feedback_pair::Row,
-        "agents" => models::agent::Row,
-        "agent_versions" => models::agent_version::Row,
-        "functions" => models::function::Row,
-        "agent_functions" => models::agent_function::Row,
-        "tools" => models::tool::Row,
-        "agent_tools" => models::agent_tool::Row,
-        "evals" => models::eval::Row,
-        "eval_executions" => models::eval_execution::Row,
-        "eval_cv_results" => models::eval_cv_result::Row,
-        "eval_llm_cache" => models::eval_llm_cache_entry::Row,
-        "eval_comparison" => models::eval_comparison::Row,
-        "jobs" => models::job::Row,
-        "job_retry_history" => models::job_retry::Row,
-        "performance_snapshots" => models::performance_snapshot::Row,
-        "performance_alerts" => models::performance_alert::Row,
-        "refinement_history" => models::refinement::Row,
-        "auto_refine_cooldowns" => models::auto_refine_cooldown::Row,
-        "tasksets" => models::taskset::Row,
-        "taskset_tasks" => models::taskset_task::Row,
-        "taskset_runs" => models::taskset_run::Row,
-        "taskset_run_results" => models::taskset_run_result::Row,
-        "gepa_runs" => models::gepa_run::Row,
-        "gepa_run_tasks" => models::gepa_run_task::Row,
-        "rollout_batches" => models::rollout_batch::Row,
-        "rollout_results" => models::rollout_result::Row,
-        "playground_sessions" => models::playground_session::Row,
-        "playground_steps" => models::playground_step::Row,
-        "workflows" => models::workflow::Row,
-        "executions" => models::execution::Row,
-        "execution_steps" => models::execution_step::Row,
-    }
+    crate::with_row_model!(select.table.name, |R| load_as::<R>(db, select).await,
+        else Err(AppError::internal(format!("no row model for table `{}`", select.table.name))))
 }
 
 async fn load_as<R>(db: &Db, select: Select) -> AppResult<Vec<Record>>

@@ -164,6 +164,68 @@ macro_rules! rows {
     };
 }
 
+/// Runs `$body` with `$row` standing for the typed `Row` model of the table named
+/// `$table` (every table and the view), or evaluates `$otherwise` for an unknown name: the
+/// one place that maps table names to row types.
+#[macro_export]
+macro_rules! with_row_model {
+    ($table:expr, |$row:ident| $body:expr, else $otherwise:expr) => {
+        $crate::with_row_model!(@ $table, $row, $body, $otherwise;
+            "users" => user,
+            "workspaces" => workspace,
+            "workspace_members" => workspace_member,
+            "api_tokens" => api_token,
+            "integrations" => integration,
+            "traces" => trace,
+            "trace_summaries" => trace_summary,
+            "system_prompts" => system_prompt,
+            "feedback" => feedback,
+            "task_metadata" => task_metadata,
+            "task_similar_traces" => task_similar_trace,
+            "task_feedback_pairs" => task_feedback_pair,
+            "agents" => agent,
+            "agent_versions" => agent_version,
+            "functions" => function,
+            "agent_functions" => agent_function,
+            "tools" => tool,
+            "agent_tools" => agent_tool,
+            "evals" => eval,
+            "eval_executions" => eval_execution,
+            "eval_cv_results" => eval_cv_result,
+            "eval_llm_cache" => eval_llm_cache_entry,
+            "eval_comparison" => eval_comparison,
+            "jobs" => job,
+            "job_retry_history" => job_retry,
+            "performance_snapshots" => performance_snapshot,
+            "performance_alerts" => performance_alert,
+            "refinement_history" => refinement,
+            "auto_refine_cooldowns" => auto_refine_cooldown,
+            "tasksets" => taskset,
+            "taskset_tasks" => taskset_task,
+            "taskset_runs" => taskset_run,
+            "taskset_run_results" => taskset_run_result,
+            "gepa_runs" => gepa_run,
+            "gepa_run_tasks" => gepa_run_task,
+            "rollout_batches" => rollout_batch,
+            "rollout_results" => rollout_result,
+            "playground_sessions" => playground_session,
+            "playground_steps" => playground_step,
+            "workflows" => workflow,
+            "executions" => execution,
+            "execution_steps" => execution_step,
+        )
+    };
+    (@ $table:expr, $row:ident, $body:expr, $otherwise:expr; $($name:literal => $module:ident,)*) => {
+        match $table {
+            $( $name => {
+                type $row = $crate::models::$module::Row;
+                $body
+            } )*
+            _ => $otherwise,
+        }
+    };
+}
+
 mod agents;
 mod evals;
 mod monitoring;

@@ -192,58 +192,11 @@ fn to_maps<R: Serialize>(table: &Table, rows: Vec<R>) -> AppResult<Vec<Map<Strin
         .collect()
 }
 
-/// Loads the rows of `$query` into the typed `Row` of `$table` (one arm per table), as maps.
+/// Loads the rows of `$query` into the typed `Row` of `$table`, as maps.
 macro_rules! load_rows {
     ($conn:expr, $query:expr, $table:expr) => {
-        load_rows!(@ $conn, $query, $table;
-            "users" => models::user::Row,
-            "workspaces" => models::workspace::Row,
-            "workspace_members" => models::workspace_member::Row,
-            "api_tokens" => models::api_token::Row,
-            "integrations" => models::integration::Row,
-            "traces" => models::trace::Row,
-            "trace_summaries" => models::trace_summary::Row,
-            "system_prompts" => models::system_prompt::Row,
-            "feedback" => models::feedback::Row,
-            "task_metadata" => models::task_metadata::Row,
-            "task_similar_traces" => models::task_similar_trace::Row,
-            "task_feedback_pairs" => models::task_feedback_pair::Row,
-            "agents" => models::agent::Row,
-            "agent_versions" => models::agent_version::Row,
-            "functions" => models::function::Row,
-            "agent_functions" => models::agent_function::Row,
-            "tools" => models::tool::Row,
-            "agent_tools" => models::agent_tool::Row,
-            "evals" => models::eval::Row,
-            "eval_executions" => models::eval_execution::Row,
-            "eval_cv_results" => models::eval_cv_result::Row,
-            "eval_llm_cache" => models::eval_llm_cache_entry::Row,
-            "jobs" => models::job::Row,
-            "job_retry_history" => models::job_retry::Row,
-            "performance_snapshots" => models::performance_snapshot::Row,
-            "performance_alerts" => models::performance_alert::Row,
-            "refinement_history" => models::refinement::Row,
-            "auto_refine_cooldowns" => models::auto_refine_cooldown::Row,
-            "tasksets" => models::taskset::Row,
-            "taskset_tasks" => models::taskset_task::Row,
-            "taskset_runs" => models::taskset_run::Row,
-            "taskset_run_results" => models::taskset_run_result::Row,
-            "gepa_runs" => models::gepa_run::Row,
-            "gepa_run_tasks" => models::gepa_run_task::Row,
-            "rollout_batches" => models::rollout_batch::Row,
-            "rollout_results" => models::rollout_result::Row,
-            "playground_sessions" => models::playground_session::Row,
-            "playground_steps" => models::playground_step::Row,
-            "workflows" => models::workflow::Row,
-            "executions" => models::execution::Row,
-            "execution_steps" => models::execution_step::Row,
-        )
-    };
-    (@ $conn:expr, $query:expr, $table:expr; $($name:literal => $row:ty,)*) => {
-        match $table.name {
-            $( $name => to_maps($table, $query.load::<$row>($conn).await?)?, )*
-            other => return Err(AppError::internal(format!("no writable row model for table `{other}`"))),
-        }
+        crate::with_row_model!($table.name, |R| to_maps($table, $query.load::<R>($conn).await?)?,
+            else return Err(AppError::internal(format!("no row model for table `{}`", $table.name))))
     };
 }
 
