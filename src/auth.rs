@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
+use tracing::Instrument;
 
 use crate::crypto::{constant_time_eq, token_hash};
 use crate::db::sql_types::Timestamp;
@@ -94,11 +95,14 @@ pub async fn authenticate(
         .is_none_or(|at| (now.as_datetime() - at.as_datetime()).to_std().unwrap_or_default() >= LAST_USED_GRANULARITY);
     if stale {
         let (db, token_id) = (db.clone(), token.id.clone());
-        tokio::spawn(async move {
-            if let Err(error) = touch_token(&db, &token_id, now).await {
-                tracing::warn!(?error, "could not record the token's last use");
+        tokio::spawn(
+            async move {
+                if let Err(error) = touch_token(&db, &token_id, now).await {
+                    tracing::warn!(?error, "could not record the token's last use");
+                }
             }
-        });
+            .in_current_span(),
+        );
     }
     Ok(Viewer::User { user_id: token.user_id })
 }

@@ -119,6 +119,36 @@ pub struct ServerArgs {
     #[arg(long, env = "METRICS_ENABLED", default_value_t = true, global = true, action = clap::ArgAction::Set,
           value_parser = clap::builder::BoolishValueParser::new())]
     pub metrics: bool,
+
+    /// The most operations (subscriptions) one WebSocket connection may run at once; one
+    /// more is refused with `TOO_MANY_SUBSCRIPTIONS`.
+    #[arg(long, env = "MAX_SUBSCRIPTIONS_PER_CONNECTION", default_value_t = defaults::MAX_SUBSCRIPTIONS_PER_CONNECTION,
+          global = true, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub max_subscriptions_per_connection: u32,
+
+    /// How often the server pings an idle WebSocket connection (graphql-transport-ws `ping`,
+    /// legacy graphql-ws `ka`), in milliseconds; 0: never.
+    #[arg(long, env = "WS_PING_INTERVAL_MS", default_value_t = defaults::WS_PING_INTERVAL_MS, global = true,
+          value_parser = clap::value_parser!(u64).range(0..=3_600_000))]
+    pub ws_ping_interval_ms: u64,
+
+    /// How many events a subscriber may fall behind before it is dropped
+    /// (`SUBSCRIPTION_LAGGED`): the capacity of the in-process event bus.
+    #[arg(long, env = "EVENT_BUS_CAPACITY", default_value_t = defaults::EVENT_BUS_CAPACITY, global = true,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub event_bus_capacity: u32,
+
+    /// How many Apollo persisted queries (automatic persisted queries) the server remembers,
+    /// least recently used first out; 0 turns persisted queries off.
+    #[arg(long, env = "APQ_CACHE_SIZE", default_value_t = defaults::APQ_CACHE_SIZE, global = true,
+          value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
+    pub apq_cache_size: u32,
+
+    /// The longest query text (bytes) kept as a persisted query; a longer one runs but is not
+    /// remembered.
+    #[arg(long, env = "APQ_MAX_QUERY_BYTES", default_value_t = defaults::APQ_MAX_QUERY_BYTES, global = true,
+          value_parser = clap::value_parser!(u32).range(1..=16_777_216))]
+    pub apq_max_query_bytes: u32,
 }
 
 /// The defaults of [`ServerArgs`] (the API contract's limits).
@@ -141,6 +171,16 @@ pub mod defaults {
     pub const SLOW_QUERY_MS: u64 = 100;
     /// Shutdown grace period.
     pub const SHUTDOWN_GRACE_MS: u64 = 20_000;
+    /// Operations one WebSocket connection may run at once.
+    pub const MAX_SUBSCRIPTIONS_PER_CONNECTION: u32 = 100;
+    /// WebSocket keep-alive ping interval.
+    pub const WS_PING_INTERVAL_MS: u64 = 15_000;
+    /// Events a subscriber may fall behind.
+    pub const EVENT_BUS_CAPACITY: u32 = 1024;
+    /// Persisted queries remembered.
+    pub const APQ_CACHE_SIZE: u32 = 1000;
+    /// Longest persisted query: 64 KiB.
+    pub const APQ_MAX_QUERY_BYTES: u32 = 64 * 1024;
 }
 
 impl Default for ServerArgs {
@@ -159,6 +199,62 @@ impl Default for ServerArgs {
             rate_limit_per_minute: 0,
             shutdown_grace_ms: defaults::SHUTDOWN_GRACE_MS,
             metrics: true,
+            max_subscriptions_per_connection: defaults::MAX_SUBSCRIPTIONS_PER_CONNECTION,
+            ws_ping_interval_ms: defaults::WS_PING_INTERVAL_MS,
+            event_bus_capacity: defaults::EVENT_BUS_CAPACITY,
+            apq_cache_size: defaults::APQ_CACHE_SIZE,
+            apq_max_query_bytes: defaults::APQ_MAX_QUERY_BYTES,
+        }
+    }
+}
+
+/// Subscriptions over WebSocket and the event bus that feeds them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subscriptions {
+    /// The most operations one connection runs at once (`TOO_MANY_SUBSCRIPTIONS` beyond).
+    pub max_per_connection: usize,
+    /// How often an idle connection is pinged; `None`: never.
+    pub ping_interval: Option<Duration>,
+    /// How many events a subscriber may fall behind before it is dropped.
+    pub event_capacity: usize,
+}
+
+impl Default for Subscriptions {
+    fn default() -> Self {
+        Subscriptions::from_args(&ServerArgs::default())
+    }
+}
+
+impl Subscriptions {
+    fn from_args(args: &ServerArgs) -> Self {
+        Subscriptions {
+            max_per_connection: args.max_subscriptions_per_connection as usize,
+            ping_interval: (args.ws_ping_interval_ms > 0).then(|| Duration::from_millis(args.ws_ping_interval_ms)),
+            event_capacity: args.event_bus_capacity as usize,
+        }
+    }
+}
+
+/// Apollo automatic persisted queries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PersistedQueries {
+    /// How many queries are remembered (least recently used out first); 0: off.
+    pub cache_size: usize,
+    /// The longest query text remembered, in bytes.
+    pub max_query_bytes: usize,
+}
+
+impl Default for PersistedQueries {
+    fn default() -> Self {
+        PersistedQueries::from_args(&ServerArgs::default())
+    }
+}
+
+impl PersistedQueries {
+    fn from_args(args: &ServerArgs) -> Self {
+        PersistedQueries {
+            cache_size: args.apq_cache_size as usize,
+            max_query_bytes: args.apq_max_query_bytes as usize,
         }
     }
 }
@@ -248,6 +344,10 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// Whether `GET /metrics` answers.
     pub metrics: bool,
+    /// Subscriptions and their event bus.
+    pub subscriptions: Subscriptions,
+    /// Apollo automatic persisted queries.
+    pub persisted_queries: PersistedQueries,
 }
 
 impl Config {
@@ -297,6 +397,8 @@ impl Config {
                 slow_statement: Duration::from_millis(server.slow_query_ms),
                 shutdown_grace: Duration::from_millis(server.shutdown_grace_ms),
                 metrics: server.metrics,
+                subscriptions: Subscriptions::from_args(server),
+                persisted_queries: PersistedQueries::from_args(server),
             }),
             _ => Err(ConfigError(problems)),
         }
@@ -411,5 +513,39 @@ mod tests {
         assert!(parse(&["--max-query-depth", "0"]).unwrap_err().contains("0 is not in 1..=64"));
         assert!(parse(&["--max-body-bytes", "10"]).unwrap_err().contains("max-body-bytes"));
         assert!(parse(&["--introspection", "maybe"]).unwrap_err().contains("introspection"));
+    }
+
+    #[test]
+    fn subscription_and_persisted_query_settings() {
+        let config = parse(&[]).unwrap();
+        assert_eq!(config.subscriptions.max_per_connection, 100);
+        assert_eq!(config.subscriptions.ping_interval, Some(Duration::from_secs(15)));
+        assert_eq!(config.subscriptions.event_capacity, 1024);
+        assert_eq!(config.persisted_queries, PersistedQueries { cache_size: 1000, max_query_bytes: 65536 });
+
+        let config = parse(&[
+            "--max-subscriptions-per-connection",
+            "3",
+            "--ws-ping-interval-ms",
+            "0",
+            "--event-bus-capacity",
+            "8",
+            "--apq-cache-size",
+            "0",
+            "--apq-max-query-bytes",
+            "100",
+        ])
+        .unwrap();
+        assert_eq!(
+            config.subscriptions,
+            Subscriptions { max_per_connection: 3, ping_interval: None, event_capacity: 8 }
+        );
+        assert_eq!(config.persisted_queries, PersistedQueries { cache_size: 0, max_query_bytes: 100 });
+
+        let err = parse(&["--max-subscriptions-per-connection", "0"]).unwrap_err();
+        assert!(err.contains("max-subscriptions-per-connection") && err.contains("0 is not in 1..=10000"), "{err}");
+        assert!(parse(&["--event-bus-capacity", "0"]).unwrap_err().contains("event-bus-capacity"));
+        assert!(parse(&["--ws-ping-interval-ms", "soon"]).unwrap_err().contains("ws-ping-interval-ms"));
+        assert!(parse(&["--apq-cache-size", "many"]).unwrap_err().contains("apq-cache-size"));
     }
 }

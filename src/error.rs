@@ -38,6 +38,10 @@ pub enum AppError {
     },
     /// The request deadline or a statement timeout passed (or the database stayed busy).
     Timeout(String),
+    /// A write transaction lost a race with a concurrent one (PostgreSQL's deadlock or
+    /// serialization failure): the transaction is retried; a client sees it, as `TIMEOUT`,
+    /// only when the retries run out.
+    Busy(String),
     /// Anything else: logged, never sent.
     Internal(String),
 }
@@ -51,7 +55,7 @@ impl AppError {
             Self::NotFound(_) => "NOT_FOUND",
             Self::BadUserInput { .. } => "BAD_USER_INPUT",
             Self::Conflict { .. } => "CONFLICT",
-            Self::Timeout(_) => "TIMEOUT",
+            Self::Timeout(_) | Self::Busy(_) => "TIMEOUT",
             Self::Internal(_) => "INTERNAL_SERVER_ERROR",
         }
     }
@@ -60,6 +64,7 @@ impl AppError {
     pub fn message(&self) -> &str {
         match self {
             Self::Unauthenticated(m) | Self::Forbidden(m) | Self::NotFound(m) | Self::Timeout(m) => m,
+            Self::Busy(_) => "the database stayed busy with concurrent changes to the same rows; try again",
             Self::BadUserInput { message, .. } | Self::Conflict { message, .. } => message,
             Self::Internal(_) => "internal server error",
         }
@@ -107,6 +112,12 @@ impl From<DieselError> for AppError {
                 message: "a required value is missing".into(),
                 field: info.column_name().map(str::to_owned),
             },
+            DieselError::DatabaseError(DatabaseErrorKind::SerializationFailure, info) => {
+                Self::Busy(info.message().to_owned())
+            }
+            DieselError::DatabaseError(_, info) if info.message().contains("deadlock detected") => {
+                Self::Busy(info.message().to_owned())
+            }
             DieselError::DatabaseError(_, info) if is_timeout(info.message()) => {
                 tracing::warn!(error = %info.message(), "statement timed out");
                 Self::Timeout("a database statement took too long and was cancelled".into())

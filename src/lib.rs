@@ -3,7 +3,8 @@
 //!
 //! Layout: [`config`] (environment and flags), [`db`] (the two-backend pool, SQL types,
 //! migrations), [`schema`] (Diesel tables), [`models`] (row models), [`catalog`] (the data
-//! model as data), [`auth`], [`graphql`], [`server`] (HTTP), [`seed`], [`cli`].
+//! model as data), [`auth`], [`graphql`], [`events`] (changes pushed to subscriptions),
+//! [`server`] (HTTP and WebSocket), [`seed`], [`cli`].
 
 pub mod auth;
 pub mod catalog;
@@ -13,6 +14,7 @@ pub mod crypto;
 pub mod db;
 pub mod domain;
 pub mod error;
+pub mod events;
 pub mod graphql;
 pub mod models;
 pub mod observability;

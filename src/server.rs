@@ -1,38 +1,66 @@
 //! The HTTP surface: `POST /graphql` (also batches), `GET /graphql` (GraphiQL for browsers,
-//! queries for everyone else), `GET /health` and `GET /metrics`, with the limits of the API
-//! (body size, batch size, per-request deadline, per-token rate limit; query depth,
-//! complexity and aliases in [`guard`]) and a graceful shutdown.
+//! subscriptions over WebSocket, queries for everyone else), `GET /health` and
+//! `GET /metrics`, with the limits of the API (body size, batch size, per-request deadline,
+//! per-token rate limit; query depth, complexity and aliases in [`guard`]) and a graceful
+//! shutdown.
+//!
+//! GraphQL over HTTP follows the GraphQL Foundation's draft specification:
+//!
+//! - The response is `application/graphql-response+json` when the `Accept` header names it
+//!   (with a q-value at least that of `application/json`), else `application/json` (also
+//!   without `Accept`, or with `*/*`); an `Accept` that allows neither is `406`
+//!   (`NOT_ACCEPTABLE`).
+//! - With `application/graphql-response+json`, a request that was not executed (parse,
+//!   validation, variable or operation-resolution errors, limits, a wrong persisted-query
+//!   hash) is `400` and its body has no `data`; one that executed is `200`, whatever its
+//!   field errors. With `application/json` both are `200` (legacy clients). A persisted
+//!   query the server does not know is `200` either way (Apollo's protocol); refusals before
+//!   any operation (401, 413, 429, 504) keep their status.
+//! - `GET` runs queries only: a mutation or subscription is `405` (`METHOD_NOT_ALLOWED`,
+//!   `Allow: POST`). A `POST` body must be `Content-Type: application/json` (else `415`,
+//!   `UNSUPPORTED_MEDIA_TYPE`); malformed JSON or parameters are `400` (`BAD_REQUEST`).
+//! - Apollo automatic persisted queries ([`PersistedQueries`]) over `POST`, `GET` and
+//!   WebSocket.
+//!
+//! Subscriptions are served on the same path over WebSocket ([`ws`]); GraphiQL and its
+//! assets come from the binary ([`graphiql`]).
 //!
 //! Every route runs inside [`observability::track`]: a request id, a span, a log line and
 //! metrics per request. A GraphQL error always carries `extensions.code`; an error without
 //! one is an internal error: its detail is logged with the request id and the client gets
 //! `INTERNAL_SERVER_ERROR` with `extensions.requestId` only.
 
-use std::sync::Arc;
+pub mod graphiql;
+pub mod ws;
+
+use std::num::NonZeroUsize;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use async_graphql::http::GraphiQLSource;
-use async_graphql::{BatchResponse, ErrorExtensionValues};
-use async_graphql_axum::GraphQLResponse;
+use async_graphql::{ErrorExtensionValues, ServerError};
 use axum::body::Body;
-use axum::extract::{RawQuery, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Json, Router};
 use futures_util::StreamExt;
-use serde_json::json;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
 
 use crate::auth::{authenticate, Viewer, ADMIN_SECRET_HEADER};
 use crate::config::Config;
 use crate::db::Db;
 use crate::error::AppError;
+use crate::events::EventBus;
 use crate::graphql::access::Access;
 use crate::graphql::{access_of, build_schema_with, with_request_data, AppSchema};
 use crate::observability::{self, Metrics, RequestId, RequestReport, ANONYMOUS_OPERATION, NO_OPERATION};
+use guard::{OperationSlot, Transport};
 
-/// What every handler shares: the pool, the schema, the configuration, the metrics and the
-/// rate limiter. No globals.
+/// What every handler shares: the pool, the schema, the configuration, the metrics, the rate
+/// limiter, the event bus of subscriptions, the persisted queries and the shutdown signal.
+/// No globals.
 #[derive(Clone)]
 pub struct AppState {
     /// The database.
@@ -45,6 +73,12 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// The per-token rate limiter, when a rate limit is set.
     pub rate_limiter: Option<Arc<RateLimiter>>,
+    /// Committed changes, on their way to subscriptions ([`crate::events`]).
+    pub events: EventBus,
+    /// Apollo automatic persisted queries.
+    pub persisted: Arc<PersistedQueries>,
+    /// Set to `true` when the server shuts down: WebSocket connections close (`1001`).
+    pub shutdown: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 impl AppState {
@@ -56,6 +90,9 @@ impl AppState {
         Self {
             db,
             schema: build_schema_with(&config.limits),
+            events: EventBus::new(&config.database_url, config.subscriptions.event_capacity),
+            persisted: Arc::new(PersistedQueries::new(&config.persisted_queries)),
+            shutdown: Arc::new(tokio::sync::watch::channel(false).0),
             config: Arc::new(config),
             metrics: Arc::new(Metrics::default()),
             rate_limiter,
@@ -69,7 +106,79 @@ pub fn router(state: AppState) -> Router {
     if state.config.metrics {
         router = router.route("/metrics", get(metrics));
     }
+    if state.config.limits.graphiql {
+        router = router.route(&format!("{}/{{file}}", graphiql::ASSETS_PATH), get(graphiql::asset));
+    }
     router.layer(axum::middleware::from_fn_with_state(state.clone(), observability::track)).with_state(state)
+}
+
+/// The media type of a GraphQL response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MediaType {
+    /// `application/graphql-response+json`: statuses tell request errors (400) from executed
+    /// requests (200).
+    GraphqlResponseJson,
+    /// `application/json`: 200 for every GraphQL response (legacy clients).
+    Json,
+}
+
+impl MediaType {
+    /// `application/graphql-response+json`.
+    pub const GRAPHQL_RESPONSE_JSON: &'static str = "application/graphql-response+json";
+
+    /// The `Content-Type` of a response.
+    pub fn content_type(self) -> HeaderValue {
+        HeaderValue::from_static(match self {
+            MediaType::GraphqlResponseJson => "application/graphql-response+json; charset=utf-8",
+            MediaType::Json => "application/json",
+        })
+    }
+
+    /// The response type an `Accept` header asks for: `application/graphql-response+json`
+    /// when it is named with a q-value above 0 and at least that of `application/json`;
+    /// `application/json` when that (or `*/*`, `application/*`) is acceptable, and when there
+    /// is no `Accept`; `None` when neither is acceptable.
+    pub fn negotiate(accept: Option<&str>) -> Option<MediaType> {
+        let Some(accept) = accept.map(str::trim).filter(|a| !a.is_empty()) else {
+            return Some(MediaType::Json);
+        };
+        let (mut graphql, mut json, mut any) = (None::<f32>, None::<f32>, None::<f32>);
+        for range in accept.split(',') {
+            let mut params = range.split(';');
+            let name = params.next().unwrap_or_default().trim().to_ascii_lowercase();
+            let q = params
+                .filter_map(|p| p.trim().strip_prefix("q=").or_else(|| p.trim().strip_prefix("Q=")))
+                .find_map(|q| q.trim().parse::<f32>().ok())
+                .unwrap_or(1.0)
+                .clamp(0.0, 1.0);
+            let slot = match name.as_str() {
+                MediaType::GRAPHQL_RESPONSE_JSON => &mut graphql,
+                "application/json" => &mut json,
+                "*/*" | "application/*" => &mut any,
+                _ => continue,
+            };
+            *slot = Some(slot.map_or(q, |previous| previous.max(q)));
+        }
+        let json = json.or(any).unwrap_or(0.0);
+        match graphql {
+            Some(q) if q > 0.0 && q >= json => Some(MediaType::GraphqlResponseJson),
+            _ if json > 0.0 => Some(MediaType::Json),
+            _ if graphql.or(any).unwrap_or(0.0) > 0.0 => Some(MediaType::GraphqlResponseJson),
+            _ => None,
+        }
+    }
+
+    fn of(headers: &HeaderMap) -> Result<MediaType, Refusal> {
+        let accept = headers.get(header::ACCEPT).map(|v| v.to_str().unwrap_or("\u{fffd}"));
+        MediaType::negotiate(accept).ok_or_else(|| {
+            Refusal::new(
+                StatusCode::NOT_ACCEPTABLE,
+                "NOT_ACCEPTABLE",
+                "the Accept header allows no response type of this server: accept application/graphql-response+json \
+                 or application/json",
+            )
+        })
+    }
 }
 
 /// Resolves the caller from the request headers.
@@ -112,6 +221,11 @@ impl Refusal {
     }
 
     fn into_response(self, state: &AppState, id: &RequestId) -> Response {
+        self.into_response_as(state, id, MediaType::Json)
+    }
+
+    /// The refusal as a response of the negotiated media type.
+    fn into_response_as(self, state: &AppState, id: &RequestId, media: MediaType) -> Response {
         state.metrics.record_error(NO_OPERATION, self.code);
         let mut extensions = json!({"code": self.code});
         if self.code == "INTERNAL_SERVER_ERROR" {
@@ -119,6 +233,7 @@ impl Refusal {
         }
         let body = json!({"errors": [{"message": self.message, "extensions": extensions}]});
         let mut response = (self.status, Json(body)).into_response();
+        response.headers_mut().insert(header::CONTENT_TYPE, media.content_type());
         if let Some(seconds) = self.retry_after {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
@@ -235,10 +350,6 @@ fn finish_errors(response: &mut async_graphql::Response, id: &RequestId) -> Vec<
         });
         let code = match code {
             Some(code) => code,
-            None if error.message == "PersistedQueryNotFound" => {
-                error.extensions.get_or_insert_with(Default::default).set("code", "PERSISTED_QUERY_NOT_FOUND");
-                "PERSISTED_QUERY_NOT_FOUND".to_owned()
-            }
             None => {
                 tracing::error!(error = %error.message, path = ?error.path, "internal error");
                 "INTERNAL_SERVER_ERROR".to_owned()
@@ -257,29 +368,39 @@ fn finish_errors(response: &mut async_graphql::Response, id: &RequestId) -> Vec<
     codes
 }
 
+/// One operation's response, and how it came to be.
+struct Outcome {
+    response: async_graphql::Response,
+    /// Whether the operation was executed (parsed, validated and run); a response of one
+    /// that was not has no `data`.
+    executed: bool,
+}
+
 /// Runs the operations one after the other before the deadline; those it does not reach
-/// answer `TIMEOUT`. Records each in the metrics.
+/// answer `TIMEOUT`. Resolves persisted queries first. Records each in the metrics.
 async fn execute(
     state: &AppState,
     id: &RequestId,
     requests: Vec<async_graphql::Request>,
     access: Option<Arc<Access>>,
     deadline: tokio::time::Instant,
-) -> (Vec<async_graphql::Response>, RequestReport, bool) {
+    transport: Transport,
+) -> (Vec<Outcome>, RequestReport, bool) {
     let mut report = RequestReport::default();
-    let mut responses = Vec::with_capacity(requests.len());
+    let mut outcomes = Vec::with_capacity(requests.len());
     let mut timed_out = false;
-    for request in requests {
+    for mut request in requests {
         let mut label = requested_label(&request);
         let started = Instant::now();
+        let slot = Arc::new(OperationSlot::default());
         let mut response = if timed_out {
             None
+        } else if let Err(error) = state.persisted.resolve(&mut request) {
+            Some(async_graphql::Response::from_errors(vec![error]))
         } else {
-            let slot = Arc::new(guard::OperationSlot::default());
-            let request = with_request_data(request, &state.db, access.clone());
+            let request = with_request_data(request, &state.db, access.clone()).data(state.events.clone());
             let request = crate::graphql::mutations::with_config(request, &state.config).data(slot.clone());
-            let request = crate::graphql::mutations::with_config(request, &state.config);
-            let outcome = tokio::time::timeout_at(deadline, state.schema.execute(request)).await.ok();
+            let outcome = tokio::time::timeout_at(deadline, state.schema.execute(request.data(transport))).await.ok();
             if let Some(resolved) = slot.label() {
                 label = resolved;
             }
@@ -300,9 +421,63 @@ async fn execute(
         state.metrics.record_operation(&label, elapsed, &codes);
         report.operations.push(label);
         report.codes.extend(codes);
-        responses.push(response);
+        outcomes.push(Outcome { response, executed: slot.executed() });
     }
-    (responses, report, timed_out)
+    (outcomes, report, timed_out)
+}
+
+/// The codes of a response's errors.
+fn codes(response: &async_graphql::Response) -> impl Iterator<Item = &str> {
+    response.errors.iter().filter_map(|e| match e.extensions.as_ref().and_then(|ext| ext.get("code")) {
+        Some(async_graphql::Value::String(code)) => Some(code.as_str()),
+        _ => None,
+    })
+}
+
+/// A response's body: without `data` when the operation was not executed.
+fn body_of(outcome: &Outcome) -> Value {
+    let mut body = serde_json::to_value(&outcome.response).unwrap_or_else(|_| json!({}));
+    if !outcome.executed {
+        if let Value::Object(fields) = &mut body {
+            fields.remove("data");
+        }
+    }
+    body
+}
+
+/// The HTTP response to a request's operations, by the GraphQL-over-HTTP rules (see the
+/// module's documentation). A batch is always `200`.
+fn respond(
+    mut outcomes: Vec<Outcome>,
+    batch: bool,
+    media: MediaType,
+    timed_out: bool,
+    report: RequestReport,
+) -> Response {
+    let (status, body) = if batch {
+        (StatusCode::OK, Value::Array(outcomes.iter().map(body_of).collect()))
+    } else {
+        let outcome = outcomes.pop().unwrap_or(Outcome { response: Default::default(), executed: false });
+        let not_allowed = codes(&outcome.response).any(|code| code == "METHOD_NOT_ALLOWED");
+        let unknown_query = codes(&outcome.response).any(|code| code.starts_with("PERSISTED_QUERY_"));
+        let status = if timed_out {
+            StatusCode::GATEWAY_TIMEOUT
+        } else if not_allowed {
+            StatusCode::METHOD_NOT_ALLOWED
+        } else if !outcome.executed && !unknown_query && media == MediaType::GraphqlResponseJson {
+            StatusCode::BAD_REQUEST
+        } else {
+            StatusCode::OK
+        };
+        (status, body_of(&outcome))
+    };
+    let mut response = private((status, Json(body)).into_response());
+    response.headers_mut().insert(header::CONTENT_TYPE, media.content_type());
+    if status == StatusCode::METHOD_NOT_ALLOWED {
+        response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("POST"));
+    }
+    response.extensions_mut().insert(report);
+    response
 }
 
 /// Checks the per-token rate limit (`cost` operations), if one is set.
@@ -321,12 +496,32 @@ fn check_rate(state: &AppState, headers: &HeaderMap, cost: usize) -> Result<(), 
     })
 }
 
+/// Whether a `Content-Type` is JSON (`application/json`, any parameters).
+fn is_json(content_type: Option<&HeaderValue>) -> bool {
+    content_type
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"))
+}
+
 async fn graphql_post(
     State(state): State<AppState>,
     Extension(id): Extension<RequestId>,
     request: Request,
 ) -> Response {
     let (parts, body) = request.into_parts();
+    let media = match MediaType::of(&parts.headers) {
+        Ok(media) => media,
+        Err(refusal) => return refusal.into_response(&state, &id),
+    };
+    if !is_json(parts.headers.get(header::CONTENT_TYPE)) {
+        return Refusal::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "UNSUPPORTED_MEDIA_TYPE",
+            "a GraphQL POST body must be JSON: send `Content-Type: application/json`",
+        )
+        .into_response_as(&state, &id, media);
+    }
     let deadline = tokio::time::Instant::now() + state.config.limits.request_timeout;
     let prepared = tokio::time::timeout_at(deadline, async {
         let bytes = read_body(&parts.headers, body, state.config.limits.max_body_bytes).await?;
@@ -340,34 +535,78 @@ async fn graphql_post(
     .unwrap_or_else(|_| Err(Refusal::timeout(&state)));
     let (requests, batch, access) = match prepared {
         Ok(prepared) => prepared,
-        Err(refusal) => return refusal.into_response(&state, &id),
+        Err(refusal) => return refusal.into_response_as(&state, &id, media),
     };
-    let (mut responses, report, timed_out) = execute(&state, &id, requests, access, deadline).await;
-    let response = if batch {
-        BatchResponse::Batch(responses)
-    } else {
-        BatchResponse::Single(responses.pop().unwrap_or_default())
-    };
-    let mut response = private(GraphQLResponse::from(response).into_response());
-    if timed_out && !batch {
-        *response.status_mut() = StatusCode::GATEWAY_TIMEOUT;
-    }
-    response.extensions_mut().insert(report);
-    response
+    let (outcomes, report, timed_out) = execute(&state, &id, requests, access, deadline, Transport::HttpPost).await;
+    respond(outcomes, batch, media, timed_out && !batch, report)
 }
 
-async fn graphql_get(
-    State(state): State<AppState>,
-    Extension(id): Extension<RequestId>,
-    headers: HeaderMap,
-    RawQuery(query): RawQuery,
-) -> Response {
+/// The parameters of `GET /graphql?query=…&operationName=…&variables=…&extensions=…`
+/// (`variables` and `extensions` as JSON text).
+#[derive(Debug, serde::Deserialize)]
+struct GetParameters {
+    #[serde(default)]
+    query: Option<String>,
+    #[serde(default, rename = "operationName")]
+    operation_name: Option<String>,
+    #[serde(default)]
+    variables: Option<String>,
+    #[serde(default)]
+    extensions: Option<String>,
+}
+
+/// A GraphQL request from a URL's query string, or what is wrong with it.
+fn get_request(query: &str) -> Result<async_graphql::Request, String> {
+    let parameters: GetParameters =
+        url_parameters(query).map_err(|e| format!("the URL's parameters cannot be read: {e}"))?;
+    let json = |name: &str, text: Option<String>| -> Result<Option<Value>, String> {
+        match text.filter(|t| !t.trim().is_empty()) {
+            None => Ok(None),
+            Some(text) => match serde_json::from_str::<Value>(&text) {
+                Ok(value @ Value::Object(_)) => Ok(Some(value)),
+                Ok(Value::Null) => Ok(None),
+                Ok(_) => Err(format!("`{name}` must be a JSON object")),
+                Err(e) => Err(format!("`{name}` is not valid JSON: {e}")),
+            },
+        }
+    };
+    let mut request = async_graphql::Request::new(parameters.query.unwrap_or_default());
+    request.operation_name = parameters.operation_name.filter(|name| !name.is_empty());
+    if let Some(variables) = json("variables", parameters.variables)? {
+        request.variables = async_graphql::Variables::from_json(variables);
+    }
+    if let Some(Value::Object(extensions)) = json("extensions", parameters.extensions)? {
+        for (name, value) in extensions {
+            let value = async_graphql::Value::from_json(value).map_err(|e| format!("`extensions`: {e}"))?;
+            request.extensions.0.insert(name, value);
+        }
+    }
+    Ok(request)
+}
+
+/// Reads URL parameters (`application/x-www-form-urlencoded`) into `T`.
+fn url_parameters<T: serde::de::DeserializeOwned>(query: &str) -> Result<T, String> {
+    let uri: axum::http::Uri = format!("/?{query}").parse().map_err(|e: axum::http::uri::InvalidUri| e.to_string())?;
+    axum::extract::Query::<T>::try_from_uri(&uri).map(|q| q.0).map_err(|e| e.body_text())
+}
+
+async fn graphql_get(State(state): State<AppState>, Extension(id): Extension<RequestId>, request: Request) -> Response {
+    let (parts, _) = request.into_parts();
+    if ws::is_upgrade(&parts) {
+        return ws::upgrade(state, id, parts).await;
+    }
+    let headers = &parts.headers;
     let wants_html =
         headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|accept| accept.contains("text/html"));
-    let query = query.unwrap_or_default();
+    let query = parts.uri.query().unwrap_or_default().to_owned();
     if wants_html || query.is_empty() {
         if state.config.limits.graphiql {
-            return Html(GraphiQLSource::build().endpoint("/graphql").title("iofold-graph").finish()).into_response();
+            let mut page = Html(graphiql::page("/graphql")).into_response();
+            let headers = page.headers_mut();
+            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+            headers
+                .insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(graphiql::CONTENT_SECURITY_POLICY));
+            return page;
         }
         if query.is_empty() {
             return Refusal::new(
@@ -378,7 +617,11 @@ async fn graphql_get(
             .into_response(&state, &id);
         }
     }
-    let request = match async_graphql::http::parse_query_string(&query) {
+    let media = match MediaType::of(headers) {
+        Ok(media) => media,
+        Err(refusal) => return refusal.into_response(&state, &id),
+    };
+    let request = match get_request(&query) {
         Ok(request) => request,
         Err(error) => {
             return Refusal::new(
@@ -386,28 +629,22 @@ async fn graphql_get(
                 "BAD_REQUEST",
                 format!("invalid GraphQL GET request: {error}"),
             )
-            .into_response(&state, &id)
+            .into_response_as(&state, &id, media)
         }
     };
     let deadline = tokio::time::Instant::now() + state.config.limits.request_timeout;
     let prepared = tokio::time::timeout_at(deadline, async {
-        check_rate(&state, &headers, 1)?;
-        caller(&state, &headers).await
+        check_rate(&state, headers, 1)?;
+        caller(&state, headers).await
     })
     .await
     .unwrap_or_else(|_| Err(Refusal::timeout(&state)));
     let access = match prepared {
         Ok(access) => access,
-        Err(refusal) => return refusal.into_response(&state, &id),
+        Err(refusal) => return refusal.into_response_as(&state, &id, media),
     };
-    let (mut responses, report, timed_out) = execute(&state, &id, vec![request], access, deadline).await;
-    let mut response =
-        private(GraphQLResponse::from(BatchResponse::Single(responses.pop().unwrap_or_default())).into_response());
-    if timed_out {
-        *response.status_mut() = StatusCode::GATEWAY_TIMEOUT;
-    }
-    response.extensions_mut().insert(report);
-    response
+    let (outcomes, report, timed_out) = execute(&state, &id, vec![request], access, deadline, Transport::HttpGet).await;
+    respond(outcomes, false, media, timed_out, report)
 }
 
 /// `GET /health`: the cheap part of `iofold-graph health` (a database round trip and the
@@ -424,9 +661,29 @@ async fn health(State(state): State<AppState>) -> Response {
     (status, Json(report)).into_response()
 }
 
-/// `GET /metrics`: Prometheus text format.
+/// `GET /metrics`: Prometheus text format, with the subscriptions' figures.
 async fn metrics(State(state): State<AppState>) -> Response {
-    let body = state.metrics.render(&state.db);
+    let mut body = state.metrics.render(&state.db);
+    let stats = state.events.stats();
+    for (name, kind, help, value) in [
+        ("iofold_websocket_connections", "gauge", "Open WebSocket connections.", stats.connections() as f64),
+        ("iofold_subscriptions_active", "gauge", "Live subscriptions.", stats.subscriptions() as f64),
+        (
+            "iofold_subscriptions_lagged_total",
+            "counter",
+            "Subscriptions dropped for falling behind the event bus.",
+            stats.lagged() as f64,
+        ),
+        (
+            "iofold_event_listener_connects_total",
+            "counter",
+            "Connections of the PostgreSQL event listener (more than 1: it reconnected).",
+            stats.listener_connects() as f64,
+        ),
+        ("iofold_persisted_queries", "gauge", "Persisted queries remembered.", state.persisted.len() as f64),
+    ] {
+        body.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"));
+    }
     ([(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"))], body)
         .into_response()
 }
@@ -462,6 +719,7 @@ pub async fn serve_on(
     let (stopping, mut stop) = tokio::sync::watch::channel(false);
     let signal = {
         let metrics = metrics.clone();
+        let websockets = state.shutdown.clone();
         async move {
             shutdown.await;
             tracing::info!(
@@ -470,6 +728,8 @@ pub async fn serve_on(
                 "shutting down: no new connections; finishing in-flight requests"
             );
             let _ = stopping.send(true);
+            // WebSocket connections close (1001): they would not end by themselves.
+            websockets.send_replace(true);
         }
     };
     let server =
@@ -571,6 +831,84 @@ impl RateLimiter {
     }
 }
 
+/// Apollo's automatic persisted queries: the request's `extensions.persistedQuery`
+/// (`{"version": 1, "sha256Hash": "<hex>"}`) names its query by the SHA-256 of its text.
+///
+/// - A hash without a query: the remembered query runs; an unknown hash is the error
+///   `PersistedQueryNotFound` (`PERSISTED_QUERY_NOT_FOUND`, HTTP 200), and the client sends
+///   the query with its hash.
+/// - A hash with a query: the hash must be the query's (`BAD_USER_INPUT` "provided sha does
+///   not match query" otherwise); the query is remembered and runs.
+///
+/// At most `APQ_CACHE_SIZE` queries of at most `APQ_MAX_QUERY_BYTES` are remembered per
+/// server instance, the least recently used dropped first; size 0 turns persisted queries
+/// off (`PERSISTED_QUERY_NOT_SUPPORTED`).
+pub struct PersistedQueries {
+    cache: Option<Mutex<lru::LruCache<String, Arc<str>>>>,
+    max_query_bytes: usize,
+}
+
+impl PersistedQueries {
+    /// The cache the settings describe.
+    pub fn new(settings: &crate::config::PersistedQueries) -> Self {
+        PersistedQueries {
+            cache: NonZeroUsize::new(settings.cache_size).map(|size| Mutex::new(lru::LruCache::new(size))),
+            max_query_bytes: settings.max_query_bytes,
+        }
+    }
+
+    /// How many queries are remembered.
+    pub fn len(&self) -> usize {
+        self.cache.as_ref().map_or(0, |cache| cache.lock().unwrap_or_else(|p| p.into_inner()).len())
+    }
+
+    /// Whether none is.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Applies a request's persisted-query extension: fills in the query of a known hash,
+    /// checks and remembers a new one. The error to answer instead of running it, if any.
+    pub fn resolve(&self, request: &mut async_graphql::Request) -> Result<(), ServerError> {
+        let Some(extension) = request.extensions.0.get("persistedQuery") else { return Ok(()) };
+        let bad = |message: &str| {
+            let mut error = guard::coded_error(message, "BAD_USER_INPUT");
+            if let Some(extensions) = error.extensions.as_mut() {
+                extensions.set("field", "extensions.persistedQuery");
+            }
+            error
+        };
+        let extension = extension.clone().into_json().unwrap_or_default();
+        if extension.get("version").and_then(Value::as_i64) != Some(1) {
+            return Err(bad("unsupported persisted query version: only version 1 is"));
+        }
+        let hash = match extension.get("sha256Hash").and_then(Value::as_str) {
+            Some(hash) if hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit()) => hash.to_ascii_lowercase(),
+            _ => return Err(bad("`sha256Hash` must be the 64 hex digits of the query's SHA-256")),
+        };
+        let Some(cache) = &self.cache else {
+            return Err(guard::coded_error("PersistedQueryNotSupported", "PERSISTED_QUERY_NOT_SUPPORTED"));
+        };
+        let mut cache = cache.lock().unwrap_or_else(|p| p.into_inner());
+        if request.query.is_empty() {
+            return match cache.get(&hash) {
+                Some(query) => {
+                    request.query = query.to_string();
+                    Ok(())
+                }
+                None => Err(guard::coded_error("PersistedQueryNotFound", "PERSISTED_QUERY_NOT_FOUND")),
+            };
+        }
+        if hex::encode(Sha256::digest(request.query.as_bytes())) != hash {
+            return Err(bad("provided sha does not match query"));
+        }
+        if request.query.len() <= self.max_query_bytes {
+            cache.put(hash, Arc::from(request.query.as_str()));
+        }
+        Ok(())
+    }
+}
+
 /// What a GraphQL request may ask: an async-graphql extension that checks every document
 /// before it is validated, and gives parse and validation errors their codes.
 ///
@@ -586,16 +924,20 @@ impl RateLimiter {
 /// - Strings with a NUL character (arguments or variables) are `BAD_USER_INPUT`: PostgreSQL
 ///   cannot store them and both backends must behave alike.
 /// - Parse errors are `GRAPHQL_PARSE_FAILED`, validation errors `GRAPHQL_VALIDATION_FAILED`.
+/// - The operation must suit its transport ([`Transport`]): `GET` runs queries only (a
+///   mutation or subscription is `METHOD_NOT_ALLOWED`, HTTP 405), subscriptions run over
+///   WebSocket only (over `POST`: `BAD_REQUEST`).
 pub mod guard {
     use std::collections::{HashMap, HashSet};
+    use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::{Arc, Mutex};
 
     use async_graphql::dynamic::SchemaBuilder;
     use async_graphql::extensions::{
-        Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextPrepareRequest, NextValidation,
+        Extension, ExtensionContext, ExtensionFactory, NextExecute, NextParseQuery, NextPrepareRequest, NextValidation,
     };
     use async_graphql::parser::types::{
-        DocumentOperations, ExecutableDocument, OperationType, Selection, SelectionSet,
+        DocumentOperations, ExecutableDocument, OperationDefinition, OperationType, Selection, SelectionSet,
     };
     use async_graphql::registry::{MetaTypeName, Registry};
     use async_graphql::{ErrorExtensionValues, ServerError, ServerResult, ValidationResult, Value, Variables};
@@ -655,20 +997,46 @@ pub mod guard {
         error
     }
 
-    /// Where the guard leaves the operation it resolved (request data), for the log and the
-    /// metrics.
+    /// How a request reached the server (request data): what operations it may run.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Transport {
+        /// `GET /graphql?query=…`: queries only.
+        HttpGet,
+        /// `POST /graphql`: queries and mutations (also the default).
+        HttpPost,
+        /// A WebSocket operation: anything, subscriptions included.
+        WebSocket,
+    }
+
+    /// Where the guard leaves the operation it resolved (request data), for the log, the
+    /// metrics and the HTTP status.
     #[derive(Default)]
-    pub struct OperationSlot(Mutex<Option<String>>);
+    pub struct OperationSlot {
+        label: Mutex<Option<String>>,
+        kind: Mutex<Option<OperationType>>,
+        executed: AtomicBool,
+    }
 
     impl OperationSlot {
         /// The operation's label: its name, `(anonymous)`, or `(invalid)` when the document
         /// was refused; `None` when the guard did not see the request.
         pub fn label(&self) -> Option<String> {
-            self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+            self.label.lock().unwrap_or_else(|p| p.into_inner()).clone()
         }
 
         fn set(&self, label: &str) {
-            *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(label.to_owned());
+            *self.label.lock().unwrap_or_else(|p| p.into_inner()) = Some(label.to_owned());
+        }
+
+        /// The kind of the operation (query, mutation, subscription), once resolved.
+        pub fn kind(&self) -> Option<OperationType> {
+            *self.kind.lock().unwrap_or_else(|p| p.into_inner())
+        }
+
+        /// Whether the operation passed every check and began to execute (else the request
+        /// failed before: a request error, whose response has no `data`).
+        pub fn executed(&self) -> bool {
+            self.executed.load(Ordering::Relaxed)
         }
     }
 
@@ -688,8 +1056,12 @@ pub mod guard {
 
     impl Guard {
         /// Parses the request's document (once: async-graphql reuses it) and checks it.
-        /// Returns the operation's label.
-        fn check(&self, ctx: &ExtensionContext<'_>, request: &mut async_graphql::Request) -> ServerResult<String> {
+        /// Returns the operation's label and kind.
+        fn check(
+            &self,
+            ctx: &ExtensionContext<'_>,
+            request: &mut async_graphql::Request,
+        ) -> ServerResult<(String, OperationType)> {
             let nesting = nesting_limit(self.limits.max_depth);
             if bracket_nesting(&request.query) > nesting {
                 return Err(coded_error(format!("the query nests deeper than {nesting} levels"), "QUERY_TOO_COMPLEX"));
@@ -711,11 +1083,59 @@ pub mod guard {
             } else {
                 parse()?;
             }
+            let transport = request
+                .data
+                .get(&std::any::TypeId::of::<Transport>())
+                .and_then(|data| data.downcast_ref::<Transport>())
+                .copied()
+                .unwrap_or(Transport::HttpPost);
             let document = request.parsed_query().map_err(|error| with_code(error, "GRAPHQL_PARSE_FAILED"))?;
-            let label = resolve_operation(document, requested.as_deref())?;
+            let (label, operation) = resolve_operation(document, requested.as_deref())?;
+            check_transport(operation.ty, transport)?;
+            check_variables(operation, &variables)?;
             check_limits(document, &ctx.schema_env.registry, &variables, &self.limits)?;
             check_strings(document, &variables)?;
-            Ok(label)
+            Ok((label, operation.ty))
+        }
+    }
+
+    /// Refuses an operation whose required variables (non-null, without a default) are
+    /// missing or null: like a value of the wrong type, a request error
+    /// (`GRAPHQL_VALIDATION_FAILED`), before anything runs.
+    fn check_variables(operation: &OperationDefinition, variables: &Variables) -> ServerResult<()> {
+        for definition in &operation.variable_definitions {
+            let definition = &definition.node;
+            if definition.var_type.node.nullable || definition.default_value.is_some() {
+                continue;
+            }
+            let name = &definition.name.node;
+            let problem = match variables.get(name) {
+                None => "was not provided",
+                Some(Value::Null) => "must not be null",
+                Some(_) => continue,
+            };
+            let mut error = coded_error(
+                format!("Variable \"${name}\" of required type \"{}\" {problem}.", definition.var_type.node),
+                "GRAPHQL_VALIDATION_FAILED",
+            );
+            error.locations = vec![definition.name.pos];
+            return Err(error);
+        }
+        Ok(())
+    }
+
+    /// Refuses an operation its transport does not carry.
+    fn check_transport(kind: OperationType, transport: Transport) -> ServerResult<()> {
+        match (transport, kind) {
+            (Transport::HttpGet, OperationType::Mutation | OperationType::Subscription) => Err(coded_error(
+                format!("GET runs queries only: send this {kind} with POST (subscriptions: over WebSocket)"),
+                "METHOD_NOT_ALLOWED",
+            )),
+            (Transport::HttpPost, OperationType::Subscription) => Err(coded_error(
+                "subscriptions are served over WebSocket at /graphql (protocol graphql-transport-ws or graphql-ws)",
+                "BAD_REQUEST",
+            )),
+            _ => Ok(()),
         }
     }
 
@@ -734,10 +1154,28 @@ pub mod guard {
                 .cloned();
             let checked = self.check(ctx, &mut request);
             if let Some(slot) = slot {
-                slot.set(checked.as_deref().unwrap_or(INVALID_OPERATION));
+                match &checked {
+                    Ok((label, kind)) => {
+                        slot.set(label);
+                        *slot.kind.lock().unwrap_or_else(|p| p.into_inner()) = Some(*kind);
+                    }
+                    Err(_) => slot.set(INVALID_OPERATION),
+                }
             }
             checked?;
             next.run(ctx, request).await
+        }
+
+        async fn execute(
+            &self,
+            ctx: &ExtensionContext<'_>,
+            operation_name: Option<&str>,
+            next: NextExecute<'_>,
+        ) -> async_graphql::Response {
+            if let Some(slot) = ctx.data_opt::<Arc<OperationSlot>>() {
+                slot.executed.store(true, Ordering::Relaxed);
+            }
+            next.run(ctx, operation_name).await
         }
 
         async fn parse_query(
@@ -807,25 +1245,28 @@ pub mod guard {
         deepest
     }
 
-    /// The label of the operation the request runs, or `OPERATION_RESOLUTION_FAILURE`.
-    fn resolve_operation(document: &ExecutableDocument, requested: Option<&str>) -> ServerResult<String> {
+    /// The label and the definition of the operation the request runs, or
+    /// `OPERATION_RESOLUTION_FAILURE`.
+    fn resolve_operation<'d>(
+        document: &'d ExecutableDocument,
+        requested: Option<&str>,
+    ) -> ServerResult<(String, &'d OperationDefinition)> {
         let unknown = |name: &str| {
             let shown: String = name.chars().take(100).collect();
             coded_error(format!("Unknown operation named \"{shown}\"."), "OPERATION_RESOLUTION_FAILURE")
         };
         match (&document.operations, requested) {
-            (DocumentOperations::Single(_), None) => Ok(ANONYMOUS_OPERATION.to_owned()),
+            (DocumentOperations::Single(operation), None) => Ok((ANONYMOUS_OPERATION.to_owned(), &operation.node)),
             (DocumentOperations::Single(_), Some(name)) => Err(unknown(name)),
-            (DocumentOperations::Multiple(operations), Some(name)) => {
-                if operations.contains_key(name) {
-                    Ok(name.to_owned())
-                } else {
-                    Err(unknown(name))
-                }
-            }
-            (DocumentOperations::Multiple(operations), None) if operations.len() == 1 => {
-                Ok(operations.keys().next().map(|n| n.to_string()).unwrap_or_default())
-            }
+            (DocumentOperations::Multiple(operations), Some(name)) => match operations.get(name) {
+                Some(operation) => Ok((name.to_owned(), &operation.node)),
+                None => Err(unknown(name)),
+            },
+            (DocumentOperations::Multiple(operations), None) if operations.len() == 1 => operations
+                .iter()
+                .next()
+                .map(|(name, operation)| (name.to_string(), &operation.node))
+                .ok_or_else(|| unknown("")),
             (DocumentOperations::Multiple(_), None) => Err(coded_error(
                 "Must provide operation name if query contains multiple operations.",
                 "OPERATION_RESOLUTION_FAILURE",
@@ -836,13 +1277,25 @@ pub mod guard {
     /// Depth, complexity and aliases of a selection.
     #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
     pub struct Cost {
-        /// Nested fields.
+        /// Nested fields (introspection, under `__schema` and `__type`, counts 1).
         pub depth: usize,
         /// Fields, list fields weighted by their page size.
         pub complexity: u64,
         /// Aliased fields.
         pub aliases: u64,
+        /// Nested introspection lists of types' members ([`INTROSPECTION_LISTS`]).
+        pub introspection_lists: usize,
     }
+
+    /// The fields of `__Type` that list other types' members: nested deeper than
+    /// [`MAX_INTROSPECTION_LISTS`], an introspection query grows exponentially (graphql-js's
+    /// `MaxIntrospectionDepthRule`). The standard introspection query nests them once; its
+    /// `ofType` chains are deep but linear, so introspection does not count toward the depth
+    /// limit, and tools like GraphiQL load the schema under the default limits.
+    pub const INTROSPECTION_LISTS: [&str; 4] = ["fields", "inputFields", "interfaces", "possibleTypes"];
+
+    /// How deep [`INTROSPECTION_LISTS`] may nest.
+    pub const MAX_INTROSPECTION_LISTS: usize = 3;
 
     struct Analyzer<'a> {
         document: &'a ExecutableDocument,
@@ -903,10 +1356,14 @@ pub mod guard {
                         let children = self.selection_set(&field.selection_set.node, child_type);
                         let is_list = meta.is_some_and(|m| m.args.contains_key("first") || m.args.contains_key("last"));
                         let weight = if is_list { self.page_size(field) } else { 1 };
+                        let name = field.name.node.as_str();
+                        let introspection = matches!(name, "__schema" | "__type");
+                        let member_list = ty == Some("__Type") && INTROSPECTION_LISTS.contains(&name);
                         Cost {
-                            depth: 1 + children.depth,
+                            depth: if introspection { 1 } else { 1 + children.depth },
                             complexity: 1u64.saturating_add(weight.saturating_mul(children.complexity)),
                             aliases: u64::from(field.alias.is_some()).saturating_add(children.aliases),
+                            introspection_lists: children.introspection_lists + usize::from(member_list),
                         }
                     }
                     Selection::InlineFragment(fragment) => {
@@ -919,6 +1376,7 @@ pub mod guard {
                 total.depth = total.depth.max(cost.depth);
                 total.complexity = total.complexity.saturating_add(cost.complexity);
                 total.aliases = total.aliases.saturating_add(cost.aliases);
+                total.introspection_lists = total.introspection_lists.max(cost.introspection_lists);
             }
             total
         }
@@ -992,8 +1450,13 @@ pub mod guard {
             too_deep |= analyzer.too_deep;
         }
         let mut analyzer = Analyzer::new(document, registry, variables, HashMap::new(), max_level);
-        for name in document.fragments.keys() {
-            costs.push(analyzer.fragment(name.as_str()));
+        for (name, fragment) in document.fragments.iter() {
+            let mut cost = analyzer.fragment(name.as_str());
+            // A fragment on an introspection type (`__Type`…) is introspection: no depth.
+            if fragment.node.type_condition.node.on.node.starts_with("__") {
+                cost.depth = 0;
+            }
+            costs.push(cost);
         }
         if too_deep || analyzer.too_deep {
             return Err(coded_error(
@@ -1014,6 +1477,16 @@ pub mod guard {
                         "the query's complexity is {}; at most {} is allowed (a list field counts its page size, \
                          `first`/`last` or 20, times its selection)",
                         cost.complexity, limits.max_complexity
+                    ),
+                    "QUERY_TOO_COMPLEX",
+                ));
+            }
+            if cost.introspection_lists > MAX_INTROSPECTION_LISTS {
+                return Err(coded_error(
+                    format!(
+                        "the introspection query nests `fields`, `inputFields`, `interfaces` or `possibleTypes` {} deep; \
+                         at most {MAX_INTROSPECTION_LISTS} is allowed",
+                        cost.introspection_lists
                     ),
                     "QUERY_TOO_COMPLEX",
                 ));

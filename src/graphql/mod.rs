@@ -1,6 +1,7 @@
 //! The GraphQL API: a schema generated from the data model ([`schema`]), read through
 //! generic resolvers over [`records::Record`]s, scoped to the caller ([`access`]) and
-//! batched by a per-request loader ([`loader`]).
+//! batched by a per-request loader ([`loader`]); writes in [`mutations`], pushed changes in
+//! [`subscriptions`].
 
 pub mod access;
 pub mod analytics;
@@ -11,6 +12,7 @@ pub mod mutations;
 pub mod names;
 pub mod records;
 pub mod schema;
+pub mod subscriptions;
 
 use std::sync::Arc;
 
@@ -19,6 +21,7 @@ use async_graphql::dataloader::DataLoader;
 use crate::auth::{memberships, Viewer};
 use crate::db::Db;
 use crate::error::AppResult;
+use crate::events::EventBus;
 use access::Access;
 use loader::GraphLoader;
 use schema::RequestAccess;
@@ -32,9 +35,13 @@ pub fn build_schema() -> AppSchema {
 }
 
 /// Builds the schema (once, at start) with the request limits and switches of `limits`
-/// (depth, complexity, aliases, introspection: [`crate::server::guard`]).
+/// (depth, complexity, aliases, introspection: [`crate::server::guard`]), and a fresh loader
+/// for each event of a subscription ([`subscriptions::FreshLoaders`]).
 pub fn build_schema_with(limits: &crate::config::Limits) -> AppSchema {
-    crate::server::guard::install(schema::builder(), limits).finish().expect("the generated schema is valid")
+    crate::server::guard::install(schema::builder(), limits)
+        .extension(subscriptions::FreshLoaders)
+        .finish()
+        .expect("the generated schema is valid")
 }
 
 /// What the caller may see: `None` for an anonymous caller. Looks up the user's
@@ -59,9 +66,26 @@ pub fn with_request_data(
 ) -> async_graphql::Request {
     let mut request = request.data(db.clone()).data(RequestAccess(access.clone()));
     if let Some(access) = access {
-        // Batches run on tasks of their own, inside the request's span (its request id).
-        let spawn = |batch| tokio::spawn(tracing::Instrument::in_current_span(batch));
-        request = request.data(DataLoader::new(GraphLoader { db: db.clone(), access }, spawn));
+        request = request.data(loader_for(db, access));
     }
     request
+}
+
+/// Adds what the resolvers of an operation over WebSocket need: the database, the caller's
+/// access, a loader, and the event bus; each execution of a subscription (each event) gets a
+/// fresh loader ([`subscriptions::FreshLoaders`]).
+pub fn with_subscription_data(
+    request: async_graphql::Request,
+    db: &Db,
+    access: Arc<Access>,
+    events: &EventBus,
+) -> async_graphql::Request {
+    with_request_data(request, db, Some(access)).data(events.clone()).data(subscriptions::LoaderPerExecution)
+}
+
+/// A new loader of root lookups bound to the caller's access.
+pub fn loader_for(db: &Db, access: Arc<Access>) -> DataLoader<GraphLoader> {
+    // Batches run on tasks of their own, inside the request's span (its request id).
+    let spawn = |batch| tokio::spawn(tracing::Instrument::in_current_span(batch));
+    DataLoader::new(GraphLoader { db: db.clone(), access }, spawn)
 }

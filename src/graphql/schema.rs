@@ -127,8 +127,9 @@ fn list_arguments(field: Field, table: &Table) -> Field {
 /// Builds the schema.
 /// The schema's types and roots, ready for limits and `finish()` ([`crate::graphql::build_schema`]).
 pub fn builder() -> SchemaBuilder {
-    let mut builder = Schema::build("Query", crate::graphql::mutations::ROOT, None);
+    let mut builder = Schema::build("Query", crate::graphql::mutations::ROOT, crate::graphql::subscriptions::ROOT);
     builder = crate::graphql::mutations::register(builder);
+    builder = crate::graphql::subscriptions::register(builder);
     builder = register_shared(builder);
     let mut query = Object::new("Query").description("The root of every read.");
     query = query.field(

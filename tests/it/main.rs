@@ -4,6 +4,7 @@
 mod support;
 
 mod cli;
+mod clients;
 mod concurrency;
 mod data_model;
 mod graph;

@@ -1056,3 +1056,117 @@ fn stamps_always_move_forward() {
     assert_eq!(next_stamp(Some(&future.to_text())).to_text(), "2999-01-01T00:00:00.000001Z");
     assert!(next_stamp(Some("2001-01-01T00:00:00.000000Z")) > Timestamp::parse("2020-01-01T00:00:00Z").unwrap());
 }
+
+/// A small deterministic random number generator (xorshift64*), so the test needs no crate.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        (self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 33) as usize % n
+    }
+}
+
+/// How long the concurrent clients run: `CONCURRENCY_SECONDS`, default 10.
+fn concurrency_seconds() -> u64 {
+    std::env::var("CONCURRENCY_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(10)
+}
+
+both_backends! {
+    async fn concurrent_clients_lose_no_update(backend: Backend) {
+        const CLIENTS: u64 = 32;
+        let app = std::sync::Arc::new(TestApp::new(backend).await);
+        let fx = Fixtures::new(&app.state.db);
+        let (ws, owner) = fx.workspace_with_owner().await;
+        let token = token_for(&fx, &owner).await;
+        let agent = fx.insert("agents", &ws, &[]).await;
+        let mut evals = Vec::new();
+        for version in 1..=3i64 {
+            evals.push(fx.insert("evals", &ws, &[("agent_id", (&agent).into()), ("version", version.into())]).await);
+        }
+        let mut traces = Vec::new();
+        for _ in 0..6 {
+            traces.push(fx.insert("traces", &ws, &[]).await);
+        }
+        let rate = "mutation($t: ID!, $r: FeedbackRating!) { rateTrace(traceId: $t, rating: $r) { feedback { id } } }";
+        let record = "mutation($e: ID!, $t: ID!, $p: Boolean) { recordEvalExecutions(evalId: $e, executions: [{traceId: $t, predictedResult: $p}]) { eval { id } } }";
+        let activate = "mutation($id: ID!) { activateEval(id: $id) { eval { id } } }";
+        let update_eval = "mutation($id: ID!, $d: String!) { updateEval(id: $id, patch: {description: $d}) { eval { id } } }";
+        let update_trace = "mutation($id: ID!, $m: JSON!) { updateTrace(id: $id, patch: {metadata: $m}) { trace { id } } }";
+
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(concurrency_seconds());
+        let mut clients = Vec::new();
+        for client in 0..CLIENTS {
+            let (app, token, evals, traces) = (app.clone(), token.clone(), evals.clone(), traces.clone());
+            clients.push(tokio::spawn(async move {
+                let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ (client + 1).wrapping_mul(0x1234_5678_9ABC_DEF1));
+                // (kind, acknowledged, errors)
+                let mut done = [0u64; 5];
+                let mut errors = Vec::new();
+                let mut recorded = 0u64;
+                let mut rated = std::collections::HashSet::new();
+                while std::time::Instant::now() < deadline {
+                    let kind = rng.below(5);
+                    let trace = &traces[rng.below(traces.len())];
+                    let eval = &evals[rng.below(evals.len())];
+                    let response = match kind {
+                        0 => {
+                            let rating = ["POSITIVE", "NEGATIVE", "NEUTRAL"][rng.below(3)];
+                            app.graphql(Some(&token), rate, json!({"t": trace, "r": rating})).await
+                        }
+                        1 => {
+                            let predicted = [json!(true), json!(false), Json::Null][rng.below(3)].clone();
+                            app.graphql(Some(&token), record, json!({"e": eval, "t": trace, "p": predicted})).await
+                        }
+                        2 => app.graphql(Some(&token), activate, json!({"id": eval})).await,
+                        3 => app.graphql(Some(&token), update_eval, json!({"id": eval, "d": format!("client {client}")})).await,
+                        _ => app.graphql(Some(&token), update_trace, json!({"id": trace, "m": {"client": client}})).await,
+                    };
+                    if response.body.get("errors").is_some() || !response.status.is_success() {
+                        errors.push(format!("client {client} op {kind}: {} {}", response.status, response.body));
+                        continue;
+                    }
+                    done[kind] += 1;
+                    match kind {
+                        0 => {
+                            rated.insert(trace.clone());
+                        }
+                        1 => recorded += 1,
+                        _ => {}
+                    }
+                }
+                (done, errors, recorded, rated)
+            }));
+        }
+        let (mut done, mut errors, mut recorded, mut rated) = ([0u64; 5], Vec::new(), 0u64, std::collections::HashSet::new());
+        for client in clients {
+            let (d, e, r, t) = client.await.unwrap();
+            for (total, n) in done.iter_mut().zip(d) {
+                *total += n;
+            }
+            errors.extend(e);
+            recorded += r;
+            rated.extend(t);
+        }
+        eprintln!("{backend:?}: {} clients for {} s: rate {} record {} activate {} updateEval {} updateTrace {}; errors {}",
+            CLIENTS, concurrency_seconds(), done[0], done[1], done[2], done[3], done[4], errors.len());
+        assert!(errors.is_empty(), "{} failed operations, the first: {}", errors.len(), errors.iter().take(5).cloned().collect::<Vec<_>>().join("\n"));
+        assert!(done.iter().all(|&n| n > 0), "every kind of operation ran: {done:?}");
+
+        // Nothing acknowledged is lost, and the stored counters equal the rows that exist.
+        let db = &app.state.db;
+        assert_eq!(count(db, "eval_executions", None).await, recorded as i64, "every acknowledged execution exists");
+        assert_eq!(count(db, "feedback", None).await, rated.len() as i64, "one feedback row per rated trace");
+        for eval in &evals {
+            let (stored, real) = counters(&app, &token, eval).await;
+            assert_eq!(stored, real, "eval {eval}: stored counters (executions, contradictions) equal the rows");
+        }
+        // One active eval per agent, and the agent points at it.
+        let in_agent = format!("agent_id = {} AND status = 'active'", quote(&agent));
+        assert_eq!(count(db, "evals", Some(&in_agent)).await, 1, "one active eval per agent");
+        let pointed = format!("id = {} AND active_eval_id IN (SELECT id FROM evals WHERE {in_agent})", quote(&agent));
+        assert_eq!(count(db, "agents", Some(&pointed)).await, 1, "the agent points at its active eval");
+    }
+}

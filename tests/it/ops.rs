@@ -11,7 +11,7 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 use iofold_graph::catalog::{self, Kind};
 use iofold_graph::db::sql_types::{Json, JsonValue, Timestamp, UtcTimestamp};
 use iofold_graph::db::{count_rows, Backend, DatabaseUrl, Db, PoolOptions};
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use crate::both_backends;
 use crate::support::db::{require_postgres, TestDb};
@@ -671,5 +671,101 @@ both_backends! {
         let missing_dir = dir.str("no/such/dir/copy.db");
         failed_with(&cmd(&url, &["backup", &missing_dir], &[]).await, &["does not exist"]);
         assert!(dir.path().join("copy.db").exists());
+    }
+}
+
+/// A pause of 300–1,500 ms, different each time.
+fn random_pause() -> std::time::Duration {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().subsec_nanos();
+    std::time::Duration::from_millis(300 + u64::from(nanos) % 1_200)
+}
+
+both_backends! {
+    async fn acknowledged_writes_survive_sigkill(backend: Backend) {
+        use crate::support::http::{Client, Server};
+        use iofold_graph::crypto::{new_token, token_hash};
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::Arc;
+
+        let test_db = TestDb::migrated(backend).await;
+        let fx = Fixtures::new(&test_db.db);
+        let (workspace, owner) = fx.workspace_with_owner().await;
+        let token = new_token();
+        fx.insert("api_tokens", "", &[("user_id", (&owner).into()), ("token_hash", token_hash(&token).into()), ("expires_at", fixtures::Value::Null), ("revoked_at", fixtures::Value::Null)]).await;
+        let url = test_db.url.as_str().to_owned();
+        let binary = Path::new(env!("CARGO_BIN_EXE_iofold-graph"));
+        let authorization = format!("Bearer {token}");
+        let create = "mutation($ws: ID!, $n: String!) { createAgent(input: {workspaceId: $ws, name: $n}) { agent { id } } }";
+        let import = "mutation($ws: ID!, $t: [TraceImportInput!]!) { importTraces(workspaceId: $ws, source: LANGFUSE, traces: $t) { traces { id } } }";
+        let (mut agents, mut traces) = (Vec::<String>::new(), Vec::<String>::new());
+
+        for round in 0..3 {
+            let server = Server::start(binary, &url, &[("RUST_LOG", "error")]).await;
+            let stop = Arc::new(AtomicBool::new(false));
+            // Four writers: two create agents one at a time, two import 20 traces at a time.
+            let writers: Vec<_> = (0..4)
+                .map(|writer| {
+                    let (stop, authorization, workspace) = (stop.clone(), authorization.clone(), workspace.clone());
+                    let addr = server.addr;
+                    tokio::spawn(async move {
+                        let mut client = Client::new(addr);
+                        let mut acknowledged = Vec::new();
+                        for n in 0.. {
+                            let body = if writer < 2 {
+                                json!({"query": create, "variables": {"ws": workspace, "n": format!("r{round} w{writer} n{n}")}})
+                            } else {
+                                let batch: Vec<Value> = (0..20)
+                                    .map(|i| json!({"traceId": format!("r{round}-w{writer}-n{n}-{i}"), "timestamp": fixtures::timestamp(i), "steps": [{"input": "q", "output": "a"}]}))
+                                    .collect();
+                                json!({"query": import, "variables": {"ws": workspace, "t": batch}})
+                            };
+                            let headers = [("authorization", authorization.as_str())];
+                            match client.post_json("/graphql", &headers, &body.to_string()).await {
+                                Ok(reply) => {
+                                    let reply = reply.json();
+                                    assert!(reply.get("errors").is_none(), "writer {writer}: {reply}");
+                                    if writer < 2 {
+                                        acknowledged.push(reply["data"]["createAgent"]["agent"]["id"].as_str().unwrap().to_owned());
+                                    } else {
+                                        let ids = reply["data"]["importTraces"]["traces"].as_array().unwrap();
+                                        assert_eq!(ids.len(), 20);
+                                        acknowledged.extend(ids.iter().map(|t| t["id"].as_str().unwrap().to_owned()));
+                                    }
+                                }
+                                // The server is gone: what was not acknowledged may or may not exist.
+                                Err(_) if stop.load(Ordering::SeqCst) => break,
+                                Err(error) => panic!("writer {writer}: the server failed before the kill: {error}"),
+                            }
+                        }
+                        (writer, acknowledged)
+                    })
+                })
+                .collect();
+            tokio::time::sleep(random_pause()).await;
+            stop.store(true, Ordering::SeqCst);
+            server.kill().await;
+            let mut acknowledged_this_round = 0;
+            for writer in writers {
+                let (writer, acknowledged) = writer.await.unwrap();
+                acknowledged_this_round += acknowledged.len();
+                if writer < 2 { agents.extend(acknowledged) } else { traces.extend(acknowledged) }
+            }
+            assert!(acknowledged_this_round > 0, "round {round}: the writers made progress before the kill");
+
+            // Every acknowledged write is there (read through a fresh connection), and the
+            // database is healthy; the next round restarts the server on it.
+            let db = Db::connect(&test_db.url, &PoolOptions { max_size: 1 }).unwrap();
+            for (table, ids) in [("agents", &agents), ("traces", &traces)] {
+                for chunk in ids.chunks(500) {
+                    let list = chunk.iter().map(|id| quote(id)).collect::<Vec<_>>().join(", ");
+                    let found = fixtures::count(&db, table, Some(&format!("id IN ({list})"))).await;
+                    assert_eq!(found, chunk.len() as i64, "round {round}: acknowledged {table} rows are missing after SIGKILL");
+                }
+            }
+            db.close();
+            let health = cmd(&url, &["health"], &[]).await;
+            succeeded(&health);
+            eprintln!("{backend:?} round {round}: {acknowledged_this_round} acknowledged writes survived SIGKILL ({} agents, {} traces in all)", agents.len(), traces.len());
+        }
     }
 }

@@ -37,10 +37,19 @@ fn column(table: &'static Table, name: &str) -> &'static Column {
     table.column(name).expect("a column of the catalog")
 }
 
-/// A resolver from an `async fn(ResolverContext) -> Result<Payload>`.
+/// A resolver from an `async fn(ResolverContext) -> Result<Payload>`; once it returns (its
+/// transaction committed), the jobs and executions of its payload are announced to their
+/// subscribers ([`super::Announcer`]).
 macro_rules! resolver {
     ($f:path) => {
-        |ctx: ResolverContext<'_>| FieldFuture::new(async move { $f(ctx).await?.done() })
+        |ctx: ResolverContext<'_>| {
+            FieldFuture::new(async move {
+                let announcer = super::Announcer::of(&ctx);
+                let payload = $f(ctx).await?;
+                announcer.payload(&payload).await;
+                payload.done()
+            })
+        }
     };
 }
 
@@ -551,23 +560,12 @@ async fn import_in(
         return Err(reference_not_found(workspaces, "workspaceId", workspace_id));
     }
     require_role(access, workspace_id, WorkspaceMemberRole::Member, "importing traces")?;
+    tx.lock_workspace(workspace_id).await?;
     if let Some(integration) = integration_id {
         let refs = [("integrationId".to_owned(), integration.to_owned())];
         all_in_workspace(tx, access, integrations, workspace_id, &refs).await?;
     }
-    let source_text = source.as_str().unwrap_or_default().to_owned();
     let trace_ids: Vec<String> = rows.iter().map(|r| r["trace_id"].as_str().unwrap_or_default().to_owned()).collect();
-    let same_source = |chunk: &[String]| {
-        Cond::all(vec![
-            eq("workspace_id", workspace_id),
-            eq("source", &source_text),
-            one_of("trace_id", chunk.to_vec()),
-        ])
-    };
-    let mut existing = 0;
-    for chunk in trace_ids.chunks(500) {
-        existing += tx.count_rows(traces, same_source(chunk)).await?;
-    }
     let now = now_text();
     let prepared: Vec<Map<String, Value>> = rows
         .iter()
@@ -587,10 +585,13 @@ async fn import_in(
     let mut update: Vec<&'static str> = import_columns().iter().map(|c| c.name).filter(|c| *c != "trace_id").collect();
     update.extend(["integration_id", "input_preview", "output_preview", "step_count", "has_errors", "imported_at"]);
     let upsert = Upsert { key: &["workspace_id", "source", "trace_id"], update, now: Timestamp::now() };
-    tx.insert_rows(traces, &prepared, Some(&upsert)).await?;
+    let written = tx.upsert_rows(traces, &prepared, &upsert).await?;
+    // A row that kept the id made for it is new; one with another id was there already.
+    let fresh: HashSet<&str> = prepared.iter().filter_map(|row| row["id"].as_str()).collect();
+    let existing = written.iter().filter(|id| !fresh.contains(id.as_str())).count() as i64;
     let mut by_trace_id = HashMap::new();
-    for chunk in trace_ids.chunks(500) {
-        for record in tx.load(Select::rows(traces, same_source(chunk))).await? {
+    for chunk in written.chunks(500) {
+        for record in tx.load(Select::rows(traces, one_of("id", chunk.to_vec()))).await? {
             by_trace_id.insert(record.text("trace_id").unwrap_or_default().to_owned(), record);
         }
     }
@@ -951,6 +952,7 @@ async fn add_member_in(
     if generic::workspace_of_id(tx, workspaces, workspace_id).await?.is_none() {
         return Err(reference_not_found(workspaces, "workspaceId", workspace_id));
     }
+    tx.lock_workspace(workspace_id).await?;
     let min = if role_of(role) == WorkspaceMemberRole::Owner {
         WorkspaceMemberRole::Owner
     } else {

@@ -104,7 +104,10 @@ async fn workspace_of_new(tx: &mut Tx<'_>, table: &'static Table, row: &Map<Stri
         _ => None,
     }
     .ok_or_else(|| AppError::internal(format!("{} has no parent table", table.name)))?;
-    workspace_of_id(tx, parent, &key).await?.ok_or_else(|| reference_not_found(parent, &field, &key))
+    let workspace =
+        workspace_of_id(tx, parent, &key).await?.ok_or_else(|| reference_not_found(parent, &field, &key))?;
+    tx.lock_workspace(&workspace).await?;
+    Ok(workspace)
 }
 
 /// Authorizes a create; returns the new row's workspace (none for global rows).
@@ -274,6 +277,10 @@ pub async fn reload(tx: &mut Tx<'_>, table: &'static Table, id: &str) -> AppResu
 pub async fn visible(tx: &mut Tx<'_>, access: &Access, table: &'static Table, id: &str) -> AppResult<Record> {
     if catalog::table_of_id(id).map(|t| t.name) != Some(table.name) {
         return Err(not_found(table, id));
+    }
+    // The workspace's write lock first, so the row is read as the last writer left it.
+    if let Some(workspace) = workspace_of_id(tx, table, id).await? {
+        tx.lock_workspace(&workspace).await?;
     }
     tx.find(table, id, access.scope(table)).await?.ok_or_else(|| not_found(table, id))
 }

@@ -6,7 +6,9 @@
 //! domain mutations ([`domain`]) replace or complement them where the model has more to
 //! say. Every mutation runs in one transaction ([`in_tx!`]): checked input first
 //! ([`input`]), then authorization against the row's workspace, references, the table's
-//! [`rules`] and the write ([`store`]); any failure rolls everything back.
+//! [`rules`] and the write ([`store`]); any failure rolls everything back. Once it has
+//! committed, the jobs and executions it wrote are announced to their subscribers
+//! ([`Announcer`]).
 
 pub mod domain;
 pub mod generic;
@@ -24,6 +26,7 @@ use crate::config::Config;
 use crate::crypto::SecretBox;
 use crate::db::Db;
 use crate::error::{AppError, AppResult};
+use crate::events::{Event, EventBus};
 use crate::graphql::names;
 use crate::graphql::records::Record;
 use crate::graphql::schema::access;
@@ -37,6 +40,38 @@ pub const ROOT: Option<&str> = Some("Mutation");
 #[derive(Clone)]
 pub struct Secrets(pub SecretBox);
 
+/// Announces what a committed mutation wrote to the subscriptions watching it (jobs,
+/// executions and their steps: [`crate::events`]). Made from the resolver's context before
+/// the write; used after the transaction committed. Without an event bus in the request
+/// (outside the server) it does nothing.
+pub struct Announcer<'a> {
+    bus: Option<&'a EventBus>,
+    db: Option<&'a Db>,
+}
+
+impl<'a> Announcer<'a> {
+    /// The request's announcer.
+    pub fn of(ctx: &ResolverContext<'a>) -> Self {
+        Announcer { bus: ctx.data_opt::<EventBus>(), db: ctx.data_opt::<Db>() }
+    }
+
+    /// Announces the rows of a payload.
+    pub async fn payload(&self, payload: &Payload) {
+        self.send(payload.records().filter_map(Event::of_record).collect()).await;
+    }
+
+    /// Announces a deleted row.
+    pub async fn deleted(&self, table: &Table, id: &str) {
+        self.send(Event::of_deleted(table, id).into_iter().collect()).await;
+    }
+
+    async fn send(&self, events: Vec<Event>) {
+        if let (Some(bus), Some(db), false) = (self.bus, self.db, events.is_empty()) {
+            bus.publish(db, events).await;
+        }
+    }
+}
+
 /// Adds what mutations need from the configuration to a request.
 pub fn with_config(request: async_graphql::Request, config: &Config) -> async_graphql::Request {
     request.data(Secrets(config.secrets.clone()))
@@ -44,15 +79,38 @@ pub fn with_config(request: async_graphql::Request, config: &Config) -> async_gr
 
 /// Runs `$body` with `$tx` bound to a [`store::Tx`] in one write transaction; evaluates to
 /// the body's `AppResult`. Rolled back when it is an error.
+///
+/// Concurrent writers of one workspace run one at a time: on SQLite every write transaction
+/// is `BEGIN IMMEDIATE`; on PostgreSQL the first lookup of the workspace takes its lock
+/// ([`store::Tx::lock_workspace`]), before any row of it is read. A transaction that
+/// PostgreSQL aborts as a deadlock ([`AppError::Busy`]) is run again from the start, up to
+/// [`store::MAX_ATTEMPTS`] times after a growing random pause.
 #[macro_export]
 macro_rules! in_tx {
     ($db:expr, |$tx:ident| $body:expr) => {
         async {
-            $crate::with_tx!($db, async |conn| {
-                let mut tx = $crate::graphql::mutations::store::Tx::from(conn);
-                let $tx = &mut tx;
-                $body
-            })
+            let mut attempt = 1u32;
+            loop {
+                let result: $crate::error::AppResult<_> = $crate::with_tx!($db, async |conn| {
+                    let mut tx = $crate::graphql::mutations::store::Tx::from(conn);
+                    let $tx = &mut tx;
+                    $body
+                });
+                match result {
+                    Err($crate::error::AppError::Busy(detail))
+                        if attempt < $crate::graphql::mutations::store::MAX_ATTEMPTS =>
+                    {
+                        ::tracing::debug!(attempt, %detail, "a write transaction lost a race: retrying");
+                        $crate::graphql::mutations::store::backoff(attempt).await;
+                        attempt += 1;
+                    }
+                    Err($crate::error::AppError::Busy(detail)) => {
+                        ::tracing::warn!(attempt, %detail, "a write transaction lost every race: giving up");
+                        break Err($crate::error::AppError::Busy(detail));
+                    }
+                    result => break result,
+                }
+            }
         }
         .await
     };
@@ -140,7 +198,9 @@ fn create_field(table: &'static Table) -> Field {
                 seal_api_key(&ctx, &object, &mut row)?;
             }
             let record: AppResult<Record> = in_tx!(db, |tx| generic::create(tx, &access, table, row.clone()).await);
-            Payload::new().row(names::table_names(table).one, record?).done()
+            let payload = Payload::new().row(names::table_names(table).one, record?);
+            Announcer::of(&ctx).payload(&payload).await;
+            payload.done()
         })
     })
     .argument(InputValue::new("input", TypeRef::named_nn(format!("Create{type_name}Input"))))
@@ -161,7 +221,9 @@ fn update_field(table: &'static Table) -> Field {
             }
             let record: AppResult<Record> =
                 in_tx!(db, |tx| generic::update(tx, &access, table, &id, changes.clone()).await);
-            Payload::new().row(names::table_names(table).one, record?).done()
+            let payload = Payload::new().row(names::table_names(table).one, record?);
+            Announcer::of(&ctx).payload(&payload).await;
+            payload.done()
         })
     })
     .argument(InputValue::new("id", TypeRef::named_nn(TypeRef::ID)))
@@ -177,7 +239,9 @@ fn delete_field(table: &'static Table) -> Field {
             let db = db(&ctx)?;
             let id = id_argument(&ctx)?;
             let deleted: AppResult<String> = in_tx!(db, |tx| generic::delete(tx, &access, table, &id).await);
-            Payload::new().value("deletedId", deleted?).done()
+            let deleted = deleted?;
+            Announcer::of(&ctx).deleted(table, &deleted).await;
+            Payload::new().value("deletedId", deleted).done()
         })
     })
     .argument(InputValue::new("id", TypeRef::named_nn(TypeRef::ID)))

@@ -47,6 +47,15 @@ impl Payload {
         self.with(name, Out::Value(value.into()))
     }
 
+    /// The rows it carries (what a subscription may want to hear about).
+    pub fn records(&self) -> impl Iterator<Item = &Record> {
+        self.0.iter().flat_map(|(_, out)| match out {
+            Out::Row(record) => std::slice::from_ref(record),
+            Out::Rows(records) => records.as_slice(),
+            Out::Value(_) => &[],
+        })
+    }
+
     /// As the result of a mutation field.
     pub fn done<'a>(self) -> async_graphql::Result<Option<FieldValue<'a>>> {
         Ok(Some(FieldValue::owned_any(self)))
