@@ -12,14 +12,16 @@
 //! a multiple of 1,000), `IMPORT_DATABASE_URL` for PostgreSQL (default
 //! `postgres://postgres@127.0.0.1:5432/test`; fresh schemas are created and dropped).
 
+mod common;
+
 use std::time::Instant;
 
 use axum::body::Body;
 use axum::http::Request;
-use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+use common::env_or;
+use diesel_async::SimpleAsyncConnection;
 use http_body_util::BodyExt;
-use iofold_graph::config::{Config, ConfigArgs, LogFormat};
-use iofold_graph::db::{migrations, DatabaseUrl, Db, DbError, PoolOptions};
+use iofold_graph::db::{Db, DbError, PoolOptions};
 use iofold_graph::server::{router, AppState};
 use serde_json::{json, Value};
 use tower::ServiceExt;
@@ -28,10 +30,6 @@ const ADMIN: &str = "bench-admin-secret-0123456789";
 const BATCH: usize = 1_000;
 const IMPORT: &str = "mutation($ws: ID!, $t: [TraceImportInput!]!) { importTraces(workspaceId: $ws, source: LANGFUSE, \
     traces: $t) { imported updated } }";
-
-fn env_or(name: &str, default: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| default.to_owned())
-}
 
 fn timestamp(n: usize) -> String {
     let base = chrono::DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z").unwrap().to_utc();
@@ -122,36 +120,10 @@ async fn main() {
     );
     println!("|---|---|---|---|---|");
     for backend in backends.split(',').map(str::trim) {
-        let schema = format!("import_{}", std::process::id());
-        let (url, file) = match backend {
-            "sqlite" => {
-                let path = std::env::temp_dir().join(format!("iofold-import-{}.db", std::process::id()));
-                (DatabaseUrl::Sqlite(path.to_string_lossy().into_owned()), Some(path))
-            }
-            "postgres" => {
-                let mut admin = AsyncPgConnection::establish(&pg_base).await.expect("PostgreSQL for the benchmark");
-                admin
-                    .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"))
-                    .await
-                    .unwrap();
-                let sep = if pg_base.contains('?') { '&' } else { '?' };
-                (DatabaseUrl::Postgres(format!("{pg_base}{sep}options=-csearch_path%3D{schema}")), None)
-            }
-            other => panic!("unknown backend {other}"),
-        };
-        migrations::run_pending(&url).await.expect("migrations");
-        let config = Config::from_args(&ConfigArgs {
-            database_url: url.as_str().to_owned(),
-            db_pool_size: 4,
-            host: "127.0.0.1".parse().unwrap(),
-            port: 0,
-            admin_secret: Some(ADMIN.into()),
-            encryption_key: None,
-            app_env: None,
-            log_format: LogFormat::Human,
-        })
-        .expect("config");
-        let db = Db::connect(&url, &PoolOptions { max_size: 4 }).expect("pool");
+        let bench_db = common::BenchDb::create(backend, "import", &pg_base).await;
+        let url = &bench_db.url;
+        let config = bench_db.config(Some(ADMIN), 4);
+        let db = Db::connect(url, &PoolOptions { max_size: 4 }).expect("pool");
         exec(
             &db,
             "INSERT INTO workspaces (id, name) VALUES ('workspace_bench', 'Bench'), ('workspace_raw', 'Raw baseline')",
@@ -186,16 +158,7 @@ async fn main() {
             raw.as_secs_f64()
         );
         db.close();
-        if let Some(path) = file {
-            for suffix in ["", "-wal", "-shm"] {
-                let mut p = path.clone().into_os_string();
-                p.push(suffix);
-                let _ = std::fs::remove_file(p);
-            }
-        } else {
-            let mut admin = AsyncPgConnection::establish(&pg_base).await.unwrap();
-            admin.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).await.unwrap();
-        }
+        bench_db.remove().await;
     }
     println!(
         "\nraw / first import: how many times longer the import takes than plain multi-row INSERTs of the same rows."

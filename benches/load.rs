@@ -15,6 +15,8 @@
 //! `LOAD_POOL_SIZE` (the server's `DB_POOL_SIZE`, 16). Exits non-zero on an unexpected error
 //! or when memory grows by more than 25 % over the second half of the run.
 
+mod common;
+
 #[path = "../tests/it/support/http.rs"]
 #[allow(dead_code)]
 mod http;
@@ -25,16 +27,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
-use iofold_graph::config::{Config, ConfigArgs, LogFormat};
-use iofold_graph::db::{migrations, DatabaseUrl, Db, PoolOptions};
+use iofold_graph::db::{Db, PoolOptions};
 use serde_json::{json, Value};
 
+use common::env_or;
 use http::{Client, Server};
-
-fn env_or(name: &str, default: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| default.to_owned())
-}
 
 /// The operations of the mix: name, weight (of 100), and whether its error code is expected.
 const MIX: &[(&str, u32, Option<&str>)] = &[
@@ -160,36 +157,10 @@ fn percentile(sorted: &[Duration], q: f64) -> Duration {
 
 /// Runs the load against one backend; returns whether it passed.
 async fn run(backend: &str, clients: usize, seconds: u64, pool_size: &str, pg_base: &str) -> bool {
-    let schema = format!("load_{}", std::process::id());
-    let (url, file) = match backend {
-        "sqlite" => {
-            let path = std::env::temp_dir().join(format!("iofold-load-{}.db", std::process::id()));
-            (DatabaseUrl::Sqlite(path.to_string_lossy().into_owned()), Some(path))
-        }
-        "postgres" => {
-            let mut admin = AsyncPgConnection::establish(pg_base).await.expect("PostgreSQL for the load test");
-            admin
-                .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"))
-                .await
-                .unwrap();
-            let sep = if pg_base.contains('?') { '&' } else { '?' };
-            (DatabaseUrl::Postgres(format!("{pg_base}{sep}options=-csearch_path%3D{schema}")), None)
-        }
-        other => panic!("unknown backend {other}"),
-    };
-    migrations::run_pending(&url).await.expect("migrations");
-    let config = Config::from_args(&ConfigArgs {
-        database_url: url.as_str().to_owned(),
-        db_pool_size: 4,
-        host: "127.0.0.1".parse().unwrap(),
-        port: 0,
-        admin_secret: None,
-        encryption_key: None,
-        app_env: None,
-        log_format: LogFormat::Human,
-    })
-    .expect("config");
-    let db = Db::connect(&url, &PoolOptions { max_size: 4 }).expect("pool");
+    let bench_db = common::BenchDb::create(backend, "load", pg_base).await;
+    let url = &bench_db.url;
+    let config = bench_db.config(None, 4);
+    let db = Db::connect(url, &PoolOptions { max_size: 4 }).expect("pool");
     let token = iofold_graph::seed::run(&db, &config).await.expect("seed").new_token.expect("the demo token");
     db.close();
 
@@ -332,16 +303,7 @@ async fn run(backend: &str, clients: usize, seconds: u64, pool_size: &str, pg_ba
         println!("\"database is locked\" in the metrics: {locked} lines");
     }
 
-    if let Some(path) = file {
-        for suffix in ["", "-wal", "-shm"] {
-            let mut p = path.clone().into_os_string();
-            p.push(suffix);
-            let _ = std::fs::remove_file(p);
-        }
-    } else {
-        let mut admin = AsyncPgConnection::establish(pg_base).await.unwrap();
-        admin.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).await.unwrap();
-    }
+    bench_db.remove().await;
     total.unexpected.is_empty() && growth <= 0.25 && requests > 0
 }
 

@@ -13,17 +13,19 @@
 //! for PostgreSQL (default `postgres://postgres@127.0.0.1:5432/test`; a fresh schema is
 //! created and dropped).
 
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::Request;
+use common::env_or;
 use diesel::sql_types::Text;
 use diesel::QueryableByName;
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
+use diesel_async::{RunQueryDsl, SimpleAsyncConnection};
 use http_body_util::BodyExt;
-use iofold_graph::config::{Config, ConfigArgs, LogFormat};
-use iofold_graph::db::{migrations, Backend, DatabaseUrl, Db, DbError, PoolOptions};
+use iofold_graph::db::{Backend, Db, DbError, PoolOptions};
 use iofold_graph::server::{router, AppState};
 use serde_json::{json, Value};
 use tower::ServiceExt;
@@ -31,10 +33,6 @@ use tower::ServiceExt;
 const ADMIN: &str = "bench-admin-secret-0123456789";
 const QUERY: &str = "query($ws: ID!) { traces(workspaceId: $ws, first: 50) { nodes { id timestamp inputPreview \
     feedback { rating } evalExecutions(first: 10) { nodes { predictedResult eval { name } } } } } }";
-
-fn env_or(name: &str, default: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| default.to_owned())
-}
 
 fn timestamp(n: i64) -> String {
     let base = chrono::DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z").unwrap().to_utc();
@@ -215,36 +213,10 @@ async fn main() {
     println!("| backend | concurrency | GraphQL p50 | GraphQL p99 | GraphQL req/s | raw SQL req/s | GraphQL / raw |");
     println!("|---|---|---|---|---|---|---|");
     for backend in backends.split(',').map(str::trim) {
-        let (url, cleanup) = match backend {
-            "sqlite" => {
-                let path = std::env::temp_dir().join(format!("iofold-bench-{}.db", std::process::id()));
-                (DatabaseUrl::Sqlite(path.to_string_lossy().into_owned()), Some(path))
-            }
-            "postgres" => {
-                let schema = format!("bench_{}", std::process::id());
-                let mut admin = AsyncPgConnection::establish(&pg_base).await.expect("PostgreSQL for the benchmark");
-                admin
-                    .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"))
-                    .await
-                    .unwrap();
-                let sep = if pg_base.contains('?') { '&' } else { '?' };
-                (DatabaseUrl::Postgres(format!("{pg_base}{sep}options=-csearch_path%3D{schema}")), None)
-            }
-            other => panic!("unknown backend {other}"),
-        };
-        migrations::run_pending(&url).await.expect("migrations");
-        let config = Config::from_args(&ConfigArgs {
-            database_url: url.as_str().to_owned(),
-            db_pool_size: 32,
-            host: "127.0.0.1".parse().unwrap(),
-            port: 0,
-            admin_secret: Some(ADMIN.into()),
-            encryption_key: None,
-            app_env: None,
-            log_format: LogFormat::Human,
-        })
-        .expect("config");
-        let db = Db::connect(&url, &PoolOptions { max_size: 32 }).expect("pool");
+        let bench_db = common::BenchDb::create(backend, "bench", &pg_base).await;
+        let url = &bench_db.url;
+        let config = bench_db.config(Some(ADMIN), 32);
+        let db = Db::connect(url, &PoolOptions { max_size: 32 }).expect("pool");
         let loading = Instant::now();
         load(&db, url.backend(), traces).await.expect("load the data set");
         eprintln!(
@@ -287,16 +259,7 @@ async fn main() {
             eprintln!("  ({} GraphQL requests, {} baseline runs)", graph.requests, raw.requests);
         }
         db.close();
-        if let Some(path) = cleanup {
-            for suffix in ["", "-wal", "-shm"] {
-                let mut p = path.clone().into_os_string();
-                p.push(suffix);
-                let _ = std::fs::remove_file(p);
-            }
-        } else if let DatabaseUrl::Postgres(_) = url {
-            let mut admin = AsyncPgConnection::establish(&pg_base).await.unwrap();
-            admin.batch_execute(&format!("DROP SCHEMA IF EXISTS bench_{} CASCADE", std::process::id())).await.unwrap();
-        }
+        bench_db.remove().await;
     }
     println!("\nGraphQL / raw: how many times longer the GraphQL request takes than the 4 hand-written statements (req/s ratio).");
 }

@@ -116,6 +116,13 @@ pub struct Db {
     pub pool: Pool,
     /// What the connections did.
     pub stats: Arc<Stats>,
+    /// The write turn on SQLite: the process's write transactions queue here, in arrival
+    /// order, before they take a connection and `BEGIN IMMEDIATE`. SQLite runs one writer
+    /// at a time anyway; queueing in the process (fair, and free of the busy handler's
+    /// sleep-and-retry) keeps a writer from waiting out the busy timeout behind others while
+    /// its turn never comes, and leaves the connections to readers meanwhile. The busy
+    /// timeout then only covers other processes (the CLI, a backup). Unused on PostgreSQL.
+    pub write_turn: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// A pool of connections to one of the two backends.
@@ -312,7 +319,8 @@ macro_rules! with_conn {
 /// Runs `$body` (an async closure taking the connection) in one write transaction: on
 /// PostgreSQL a plain `BEGIN`, on SQLite `BEGIN IMMEDIATE`, which takes the write lock up
 /// front (waiting up to the busy timeout) instead of failing with `database is locked`
-/// when a read inside the transaction is followed by a write under concurrency.
+/// when a read inside the transaction is followed by a write under concurrency. On SQLite
+/// the transaction first waits its turn among the process's writers ([`Db::write_turn`]).
 #[macro_export]
 macro_rules! with_tx {
     ($db:expr, async |$conn:ident| $body:expr) => {
@@ -326,6 +334,7 @@ macro_rules! with_tx {
                 .await
             }
             $crate::db::Pool::Sqlite(pool) => {
+                let _turn = ($db).write_turn.lock().await;
                 let mut pooled = pool.get().await?;
                 pooled.immediate_transaction(async |$conn: &mut $crate::db::SqliteConn| $body).await
             }
@@ -382,7 +391,7 @@ impl Db {
                 Pool::Sqlite(pool)
             }
         };
-        Ok(Self { pool, stats })
+        Ok(Self { pool, stats, write_turn: Arc::default() })
     }
 
     /// Sets the slow-statement threshold and PostgreSQL's statement timeout (0 or `None`:

@@ -1,0 +1,79 @@
+//! What the benchmarks share: a fresh, migrated database per backend (a temporary SQLite
+//! file, or a new schema in a PostgreSQL database), removed afterwards, and the server
+//! configuration they run with.
+
+use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+use iofold_graph::config::{Config, ConfigArgs, LogFormat};
+use iofold_graph::db::{migrations, DatabaseUrl};
+
+/// A fresh, migrated database for one benchmark run.
+pub struct BenchDb {
+    /// Its URL.
+    pub url: DatabaseUrl,
+    sqlite_file: Option<std::path::PathBuf>,
+    pg: Option<(String, String)>,
+}
+
+impl BenchDb {
+    /// A new database on `backend` (`sqlite` or `postgres`; PostgreSQL under `pg_base`),
+    /// named after the benchmark and the process, with every migration applied.
+    pub async fn create(backend: &str, name: &str, pg_base: &str) -> BenchDb {
+        let tag = format!("{name}_{}", std::process::id());
+        let db = match backend {
+            "sqlite" => {
+                let path = std::env::temp_dir().join(format!("iofold-{tag}.db"));
+                let url = DatabaseUrl::Sqlite(path.to_string_lossy().into_owned());
+                BenchDb { url, sqlite_file: Some(path), pg: None }
+            }
+            "postgres" => {
+                let mut admin = AsyncPgConnection::establish(pg_base).await.expect("PostgreSQL for the benchmark");
+                admin
+                    .batch_execute(&format!("DROP SCHEMA IF EXISTS {tag} CASCADE; CREATE SCHEMA {tag}"))
+                    .await
+                    .unwrap();
+                let sep = if pg_base.contains('?') { '&' } else { '?' };
+                let url = DatabaseUrl::Postgres(format!("{pg_base}{sep}options=-csearch_path%3D{tag}"));
+                BenchDb { url, sqlite_file: None, pg: Some((pg_base.to_owned(), tag)) }
+            }
+            other => panic!("unknown backend {other} (sqlite or postgres)"),
+        };
+        migrations::run_pending(&db.url).await.expect("migrations");
+        db
+    }
+
+    /// The server configuration on this database (development settings, the given admin
+    /// secret, a pool of `pool_size`).
+    pub fn config(&self, admin_secret: Option<&str>, pool_size: u32) -> Config {
+        Config::from_args(&ConfigArgs {
+            database_url: self.url.as_str().to_owned(),
+            db_pool_size: pool_size,
+            host: "127.0.0.1".parse().unwrap(),
+            port: 0,
+            admin_secret: admin_secret.map(str::to_owned),
+            encryption_key: None,
+            app_env: None,
+            log_format: LogFormat::Human,
+        })
+        .expect("the benchmark's configuration")
+    }
+
+    /// Removes the database (the SQLite file and its WAL, or the PostgreSQL schema).
+    pub async fn remove(self) {
+        if let Some(path) = &self.sqlite_file {
+            for suffix in ["", "-wal", "-shm"] {
+                let mut p = path.clone().into_os_string();
+                p.push(suffix);
+                let _ = std::fs::remove_file(p);
+            }
+        }
+        if let Some((base, schema)) = &self.pg {
+            let mut admin = AsyncPgConnection::establish(base).await.unwrap();
+            admin.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).await.unwrap();
+        }
+    }
+}
+
+/// An environment variable, or its default.
+pub fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.to_owned())
+}
