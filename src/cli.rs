@@ -89,7 +89,7 @@ pub enum TokenCommand {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let command = cli.command.unwrap_or(Command::Serve { seed: false });
     if let Command::Schema = command {
-        print!("{}", crate::graphql::build_schema().sdl());
+        print!("{}", crate::graphql::schema_file().await);
         return Ok(());
     }
     let config = Config::from_all(&cli.config, &cli.server)?;

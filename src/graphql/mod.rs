@@ -34,6 +34,24 @@ pub fn build_schema() -> AppSchema {
     build_schema_with(&crate::config::Limits::default())
 }
 
+/// The schema's SDL exactly as the server introspects: async-graphql's SDL plus the schema
+/// description the server answers to `__schema { description }` (a fixed text of
+/// async-graphql's), which its SDL export leaves out. What `iofold-graph schema` prints and
+/// `schema.graphql` holds, so a tool that asks for the schema description finds no
+/// difference either.
+pub async fn schema_file() -> String {
+    let schema = build_schema();
+    let sdl = schema.sdl();
+    let answer = schema.execute("{ __schema { description } }").await.data.into_json().unwrap_or_default();
+    match answer["__schema"]["description"].as_str() {
+        Some(description) if !description.is_empty() && sdl.contains("\nschema {") => {
+            let block = format!("\n\"\"\"\n{}\n\"\"\"\nschema {{", description.replace("\"\"\"", "\\\"\"\""));
+            sdl.replacen("\nschema {", &block, 1)
+        }
+        _ => sdl,
+    }
+}
+
 /// Builds the schema (once, at start) with the request limits and switches of `limits`
 /// (depth, complexity, aliases, introspection: [`crate::server::guard`]), and a fresh loader
 /// for each event of a subscription ([`subscriptions::FreshLoaders`]).

@@ -93,9 +93,9 @@ fn bad_configuration_is_reported_before_anything_runs() {
     assert!(stderr(&output).contains("0 is not in 1..=1000"), "{}", stderr(&output));
 }
 
-#[test]
-fn schema_command_prints_the_sdl() {
+#[tokio::test]
+async fn schema_command_prints_the_sdl() {
     let output = iofold("./unused.db", &["schema"], &[]);
     assert!(output.status.success());
-    assert_eq!(stdout(&output), iofold_graph::graphql::build_schema().sdl());
+    assert_eq!(stdout(&output), iofold_graph::graphql::schema_file().await);
 }
