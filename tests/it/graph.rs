@@ -4,8 +4,6 @@
 use std::collections::{BTreeSet, HashMap};
 
 use iofold_graph::catalog::{self, Scope, Table};
-use iofold_graph::crypto::{new_token, token_hash};
-use iofold_graph::db::sql_types::Timestamp;
 use iofold_graph::db::Backend;
 use iofold_graph::graphql::names::{self, table_names};
 use serde_json::{json, Value as Json};
@@ -13,25 +11,6 @@ use serde_json::{json, Value as Json};
 use crate::both_backends;
 use crate::support::app::TestApp;
 use crate::support::fixtures::{self, Fixtures, Value};
-
-/// Gives an existing user an API token.
-async fn token_for(app: &TestApp, fx: &Fixtures, user_id: &str) -> String {
-    let token = new_token();
-    fx.insert(
-        "api_tokens",
-        "",
-        &[
-            ("user_id", user_id.into()),
-            ("token_hash", token_hash(&token).into()),
-            ("last_used_at", Timestamp::now().to_text().into()),
-            ("expires_at", Value::Null),
-            ("revoked_at", Value::Null),
-        ],
-    )
-    .await;
-    let _ = app;
-    token
-}
 
 /// Two workspaces with one row in every table each, and their owners' tokens.
 struct World {
@@ -49,8 +28,8 @@ async fn world(backend: Backend) -> World {
     let (ws_b, owner_b) = fx.workspace_with_owner().await;
     let a = fx.one_of_each(&ws_a).await;
     let b = fx.one_of_each(&ws_b).await;
-    let token_a = token_for(&app, &fx, &owner_a).await;
-    let token_b = token_for(&app, &fx, &owner_b).await;
+    let token_a = fx.token_for(&owner_a).await;
+    let token_b = fx.token_for(&owner_b).await;
     World { app, a, b, token_a, token_b }
 }
 
@@ -256,7 +235,7 @@ both_backends! {
         let fx = Fixtures::new(&app.state.db);
         let (workspace, owner) = fx.workspace_with_owner().await;
         nested_data(&fx, &workspace, 100).await;
-        let token = token_for(&app, &fx, &owner).await;
+        let token = fx.token_for(&owner).await;
         let query = "query($ws: ID!, $n: Int!) { traces(workspaceId: $ws, first: $n) { nodes { id feedback { rating } evalExecutions(first: 10) { nodes { id eval { name } } } } } }";
         for page in [10, 100] {
             let stats = app.state.db.stats.clone();

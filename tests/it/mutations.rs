@@ -7,7 +7,6 @@
 use std::collections::HashMap;
 
 use iofold_graph::catalog::{self, Column, Kind, Scope, Table};
-use iofold_graph::crypto::{new_token, token_hash};
 use iofold_graph::db::sql_types::Timestamp;
 use iofold_graph::db::{Backend, Db};
 use iofold_graph::graphql::mutations::policy::{self, Shape, Who};
@@ -76,22 +75,6 @@ struct World {
     viewer_a: String,
 }
 
-async fn token_for(fx: &Fixtures, user_id: &str) -> String {
-    let token = new_token();
-    fx.insert(
-        "api_tokens",
-        "",
-        &[
-            ("user_id", user_id.into()),
-            ("token_hash", token_hash(&token).into()),
-            ("expires_at", Value::Null),
-            ("revoked_at", Value::Null),
-        ],
-    )
-    .await;
-    token
-}
-
 async fn world(backend: Backend) -> World {
     let app = TestApp::new(backend).await;
     let fx = Fixtures::new(&app.state.db);
@@ -101,9 +84,9 @@ async fn world(backend: Backend) -> World {
     let b = fx.one_of_each(&ws_b).await;
     let viewer = fx.insert("users", "", &[]).await;
     fx.insert("workspace_members", &ws_a, &[("user_id", (&viewer).into()), ("role", "viewer".into())]).await;
-    let token_a = token_for(&fx, &owner_a).await;
-    let token_b = token_for(&fx, &owner_b).await;
-    let viewer_a = token_for(&fx, &viewer).await;
+    let token_a = fx.token_for(&owner_a).await;
+    let token_b = fx.token_for(&owner_b).await;
+    let viewer_a = fx.token_for(&viewer).await;
     World { app, fx, a, b, owner_a, token_a, token_b, viewer_a }
 }
 
@@ -673,7 +656,7 @@ both_backends! {
         let app = TestApp::new(backend).await;
         let fx = Fixtures::new(&app.state.db);
         let (ws, owner) = fx.workspace_with_owner().await;
-        let token = token_for(&fx, &owner).await;
+        let token = fx.token_for(&owner).await;
         let in_ws = format!("workspace_id = {}", quote(&ws));
         let started = std::time::Instant::now();
 
@@ -764,7 +747,7 @@ both_backends! {
         let app = TestApp::new(backend).await;
         let fx = Fixtures::new(&app.state.db);
         let (ws, owner) = fx.workspace_with_owner().await;
-        let token = token_for(&fx, &owner).await;
+        let token = fx.token_for(&owner).await;
         let agent = fx.insert("agents", &ws, &[]).await;
         let eval = fx.insert("evals", &ws, &[("agent_id", (&agent).into())]).await;
         let other_eval = fx.insert("evals", &ws, &[("agent_id", (&agent).into()), ("version", 2i64.into())]).await;
@@ -831,7 +814,7 @@ both_backends! {
         let app = TestApp::new(backend).await;
         let fx = Fixtures::new(&app.state.db);
         let (ws, owner) = fx.workspace_with_owner().await;
-        let token = token_for(&fx, &owner).await;
+        let token = fx.token_for(&owner).await;
         let agent = fx.insert("agents", &ws, &[]).await;
         let create = "mutation($a: ID!, $p: ID) { createEval(input: {agentId: $a, name: \"e\", code: \"def f(): pass\", parentEvalId: $p}) { eval { id version status parentEval { id } } } }";
         let first = app.graphql(Some(&token), create, json!({"a": agent})).await.data()["createEval"]["eval"].clone();
@@ -876,7 +859,7 @@ both_backends! {
         let app = TestApp::new(backend).await;
         let fx = Fixtures::new(&app.state.db);
         let (ws, owner) = fx.workspace_with_owner().await;
-        let token = token_for(&fx, &owner).await;
+        let token = fx.token_for(&owner).await;
         let create = "mutation($ws: ID!) { createJob(input: {workspaceId: $ws, type: IMPORT, maxRetries: 1}) { job { id status progress } } }";
         let job = app.graphql(Some(&token), create, json!({"ws": ws})).await.data()["createJob"]["job"].clone();
         assert_eq!((job["status"].as_str(), job["progress"].as_i64()), (Some("QUEUED"), Some(0)));
@@ -1080,7 +1063,7 @@ both_backends! {
         let app = std::sync::Arc::new(TestApp::new(backend).await);
         let fx = Fixtures::new(&app.state.db);
         let (ws, owner) = fx.workspace_with_owner().await;
-        let token = token_for(&fx, &owner).await;
+        let token = fx.token_for(&owner).await;
         let agent = fx.insert("agents", &ws, &[]).await;
         let mut evals = Vec::new();
         for version in 1..=3i64 {

@@ -683,15 +683,13 @@ fn random_pause() -> std::time::Duration {
 both_backends! {
     async fn acknowledged_writes_survive_sigkill(backend: Backend) {
         use crate::support::http::{Client, Server};
-        use iofold_graph::crypto::{new_token, token_hash};
         use std::sync::atomic::{AtomicBool, Ordering};
         use std::sync::Arc;
 
         let test_db = TestDb::migrated(backend).await;
         let fx = Fixtures::new(&test_db.db);
         let (workspace, owner) = fx.workspace_with_owner().await;
-        let token = new_token();
-        fx.insert("api_tokens", "", &[("user_id", (&owner).into()), ("token_hash", token_hash(&token).into()), ("expires_at", fixtures::Value::Null), ("revoked_at", fixtures::Value::Null)]).await;
+        let token = fx.token_for(&owner).await;
         let url = test_db.url.as_str().to_owned();
         let binary = Path::new(env!("CARGO_BIN_EXE_iofold-graph"));
         let authorization = format!("Bearer {token}");

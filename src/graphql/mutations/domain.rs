@@ -713,7 +713,6 @@ async fn activate_in(
     )
     .await?;
     let agent_id = row.text("agent_id").unwrap_or_default().to_owned();
-    tx.lock(agents, &agent_id).await?;
     let others = tx
         .load(Select::rows(
             table,

@@ -8,6 +8,7 @@ use super::policy::{self, rank, scope_column, Who, SAME_PARENT};
 use super::rules;
 use super::store::{eq, Stmt, Tx};
 use crate::catalog::{self, Scope, Table};
+use crate::db::Backend;
 use crate::error::{AppError, AppResult};
 use crate::graphql::access::Access;
 use crate::graphql::names;
@@ -278,9 +279,12 @@ pub async fn visible(tx: &mut Tx<'_>, access: &Access, table: &'static Table, id
     if catalog::table_of_id(id).map(|t| t.name) != Some(table.name) {
         return Err(not_found(table, id));
     }
-    // The workspace's write lock first, so the row is read as the last writer left it.
-    if let Some(workspace) = workspace_of_id(tx, table, id).await? {
-        tx.lock_workspace(&workspace).await?;
+    // On PostgreSQL, the workspace's write lock first, so the row is read as the last writer
+    // left it (SQLite's write transactions are serial already: no lookup there).
+    if tx.backend() == Backend::Postgres {
+        if let Some(workspace) = workspace_of_id(tx, table, id).await? {
+            tx.lock_workspace(&workspace).await?;
+        }
     }
     tx.find(table, id, access.scope(table)).await?.ok_or_else(|| not_found(table, id))
 }

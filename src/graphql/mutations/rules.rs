@@ -85,10 +85,9 @@ pub async fn before_create(
     Ok(())
 }
 
-/// The agent's highest version of `table` (evals or agent versions) + 1; locks the agent
-/// so concurrent creates take turns.
+/// The agent's highest version of `table` (evals or agent versions) + 1. Concurrent creates
+/// take turns: they hold the workspace's write lock ([`Tx::lock_workspace`]).
 pub async fn next_version(tx: &mut Tx<'_>, table: &'static Table, agent_id: &str) -> AppResult<i64> {
-    tx.lock(self::table("agents")?, agent_id).await?;
     tx.count(
         Stmt::new()
             .sql("SELECT COALESCE(MAX(")

@@ -44,25 +44,6 @@ pub async fn backoff(attempt: u32) {
     tokio::time::sleep(std::time::Duration::from_micros(random % ceiling_us)).await;
 }
 
-impl Tx<'_> {
-    /// Takes the workspace's write lock until the transaction ends (PostgreSQL: a
-    /// transaction-level advisory lock on the workspace id). Writers of one workspace so run
-    /// one at a time, each seeing what the one before committed (every statement after the
-    /// lock reads the latest commits under `READ COMMITTED`): no lost update, no broken
-    /// invariant across rows (eval counters, one active eval per agent, one feedback row per
-    /// trace, job transitions, the last owner). Writers of different workspaces never wait
-    /// for each other. Nothing on SQLite, whose write transactions are serial already.
-    pub async fn lock_workspace(&mut self, workspace_id: &str) -> AppResult<()> {
-        if let Tx::Pg(conn) = self {
-            diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
-                .bind::<Text, _>(workspace_id)
-                .execute(&mut **conn)
-                .await?;
-        }
-        Ok(())
-    }
-}
-
 impl<'a> From<&'a mut AsyncPgConnection> for Tx<'a> {
     fn from(conn: &'a mut AsyncPgConnection) -> Self {
         Tx::Pg(conn)
@@ -370,22 +351,19 @@ impl Tx<'_> {
         Ok(self.execute(stmt).await? == 1)
     }
 
-    /// Takes a row lock on PostgreSQL (`SELECT … FOR UPDATE`), so concurrent writers that
-    /// compute from the same parent (the next version number) run one after another.
-    /// SQLite's write transactions are already serialised (`BEGIN IMMEDIATE`).
-    pub async fn lock(&mut self, table: &'static Table, id: &str) -> AppResult<()> {
-        if let Tx::Pg(_) = self {
-            let stmt = Stmt::new()
-                .sql("SELECT CAST(")
-                .ident("id")
-                .sql(" AS TEXT) AS v FROM ")
-                .ident(table.name)
-                .sql(" WHERE ")
-                .ident("id")
-                .sql(" = ")
-                .text(id)
-                .sql(" FOR UPDATE");
-            self.texts(stmt).await?;
+    /// Takes the workspace's write lock until the transaction ends (PostgreSQL: a
+    /// transaction-level advisory lock on the workspace id). Writers of one workspace so run
+    /// one at a time, each seeing what the one before committed (every statement after the
+    /// lock reads the latest commits under `READ COMMITTED`): no lost update, no broken
+    /// invariant across rows (eval counters, one active eval per agent, one feedback row per
+    /// trace, job transitions, the last owner). Writers of different workspaces never wait
+    /// for each other. Nothing on SQLite, whose write transactions are serial already.
+    pub async fn lock_workspace(&mut self, workspace_id: &str) -> AppResult<()> {
+        if let Tx::Pg(conn) = self {
+            diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+                .bind::<Text, _>(workspace_id)
+                .execute(&mut **conn)
+                .await?;
         }
         Ok(())
     }

@@ -195,6 +195,26 @@ impl Fixtures {
         self.workspace_with_owner().await.0
     }
 
+    /// Gives an existing user a valid API token (no expiry, just used, so no request turns
+    /// into a `last_used_at` write); returns the secret.
+    pub async fn token_for(&self, user_id: &str) -> String {
+        let token = iofold_graph::crypto::new_token();
+        let used = iofold_graph::db::sql_types::Timestamp::now().to_text();
+        self.insert(
+            "api_tokens",
+            "",
+            &[
+                ("user_id", user_id.into()),
+                ("token_hash", iofold_graph::crypto::token_hash(&token).into()),
+                ("last_used_at", used.into()),
+                ("expires_at", Value::Null),
+                ("revoked_at", Value::Null),
+            ],
+        )
+        .await;
+        token
+    }
+
     /// Like [`Fixtures::workspace`], returning (workspace id, owner's user id).
     pub async fn workspace_with_owner(&self) -> (String, String) {
         let user = self.insert("users", "", &[]).await;
