@@ -17,7 +17,7 @@ pub struct ConfigArgs {
     pub database_url: String,
 
     /// The most database connections open at once.
-    #[arg(long, env = "DB_POOL_SIZE", default_value_t = 10, global = true,
+    #[arg(long, env = "DB_POOL_SIZE", default_value_t = defaults::DB_POOL_SIZE, global = true,
           value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub db_pool_size: u32,
 
@@ -153,6 +153,8 @@ pub struct ServerArgs {
 
 /// The defaults of [`ServerArgs`] (the API contract's limits).
 pub mod defaults {
+    /// Database connections.
+    pub const DB_POOL_SIZE: u32 = 10;
     /// Query depth.
     pub const MAX_DEPTH: u32 = 12;
     /// Query complexity.

@@ -340,6 +340,13 @@ impl Metrics {
         sample(&mut out, "iofold_db_slow_statements_total", &[], stats.slow_statements() as f64);
         family(&mut out, "iofold_db_statement_errors_total", "counter", "SQL statements that failed.");
         sample(&mut out, "iofold_db_statement_errors_total", &[], stats.failed_statements() as f64);
+        family(
+            &mut out,
+            "iofold_db_interrupted_transactions_total",
+            "counter",
+            "Write transactions cut off by a cancelled request: rolled back, their connection closed.",
+        );
+        sample(&mut out, "iofold_db_interrupted_transactions_total", &[], stats.interrupted_transactions() as f64);
         family(&mut out, "iofold_db_slow_statement_threshold_seconds", "gauge", "The slow-statement threshold.");
         sample(&mut out, "iofold_db_slow_statement_threshold_seconds", &[], stats.slow_threshold().as_secs_f64());
         out

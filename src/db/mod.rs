@@ -19,7 +19,9 @@ use diesel::connection::{Instrumentation, InstrumentationEvent};
 use diesel::connection::SimpleConnection;
 use diesel::sqlite::SqliteConnection;
 use diesel_async::pooled_connection::deadpool::{self as dp, BuildError, PoolError};
-use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod};
+use diesel_async::pooled_connection::{
+    AsyncDieselConnectionManager, ManagerConfig, PoolableConnection, RecyclingMethod,
+};
 use diesel_async::sync_connection_wrapper::SyncConnectionWrapper;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 
@@ -144,6 +146,10 @@ pub struct Stats {
     pub slow_statements: AtomicU64,
     /// Statements that failed.
     pub failed_statements: AtomicU64,
+    /// Write transactions interrupted before they ended (their request was cancelled:
+    /// the client went away or the deadline passed); each connection was rolled back and
+    /// closed, never returned to the pool ([`Lease`]).
+    pub interrupted_transactions: AtomicU64,
     /// The slow-statement threshold, in microseconds.
     slow_threshold_us: AtomicU64,
     /// PostgreSQL's `statement_timeout` for new connections, in milliseconds (0: none).
@@ -156,6 +162,7 @@ impl Default for Stats {
             statements: AtomicU64::new(0),
             slow_statements: AtomicU64::new(0),
             failed_statements: AtomicU64::new(0),
+            interrupted_transactions: AtomicU64::new(0),
             slow_threshold_us: AtomicU64::new(DEFAULT_SLOW_STATEMENT.as_micros() as u64),
             statement_timeout_ms: AtomicU64::new(0),
         }
@@ -179,6 +186,11 @@ impl Stats {
     /// Failed statements so far.
     pub fn failed_statements(&self) -> u64 {
         AtomicU64::load(&self.failed_statements, Ordering::Relaxed)
+    }
+
+    /// Write transactions interrupted so far ([`Lease`]).
+    pub fn interrupted_transactions(&self) -> u64 {
+        AtomicU64::load(&self.interrupted_transactions, Ordering::Relaxed)
     }
 
     /// The slow-statement threshold.
@@ -318,28 +330,128 @@ macro_rules! with_conn {
 
 /// Runs `$body` (an async closure taking the connection) in one write transaction: on
 /// PostgreSQL a plain `BEGIN`, on SQLite `BEGIN IMMEDIATE`, which takes the write lock up
-/// front (waiting up to the busy timeout) instead of failing with `database is locked`
-/// when a read inside the transaction is followed by a write under concurrency. On SQLite
-/// the transaction first waits its turn among the process's writers ([`Db::write_turn`]).
+/// front instead of failing with `database is locked` when a read inside the transaction is
+/// followed by a write under concurrency. On SQLite the transaction first waits its turn
+/// among the process's writers ([`Db::write_turn`]), before it takes a connection.
+///
+/// The connection is held in a [`Lease`]: when the future is dropped before the transaction
+/// ended (the client went away, the deadline passed), the connection never goes back to the
+/// pool with a transaction open: it is rolled back and closed in the background, and on
+/// SQLite the write turn is released only after that. Cancellation-safe by construction.
 #[macro_export]
 macro_rules! with_tx {
     ($db:expr, async |$conn:ident| $body:expr) => {
         match &($db).pool {
             $crate::db::Pool::Postgres(pool) => {
-                let mut pooled = pool.get().await?;
-                diesel_async::AsyncConnection::transaction(
-                    &mut *pooled,
+                let mut lease = $crate::db::Lease::new(pool.get().await?, &($db).stats, None);
+                let result = diesel_async::AsyncConnection::transaction(
+                    &mut *lease,
                     async |$conn: &mut diesel_async::AsyncPgConnection| $body,
                 )
-                .await
+                .await;
+                lease.settle();
+                result
             }
             $crate::db::Pool::Sqlite(pool) => {
-                let _turn = ($db).write_turn.lock().await;
-                let mut pooled = pool.get().await?;
-                pooled.immediate_transaction(async |$conn: &mut $crate::db::SqliteConn| $body).await
+                let turn = ::std::sync::Arc::clone(&($db).write_turn).lock_owned().await;
+                let mut lease = $crate::db::Lease::new(pool.get().await?, &($db).stats, Some(turn));
+                let result = lease.immediate_transaction(async |$conn: &mut $crate::db::SqliteConn| $body).await;
+                lease.settle();
+                result
             }
         }
     };
+}
+
+/// A pooled connection lent to one write transaction ([`with_tx!`]).
+///
+/// [`Lease::settle`] marks the transaction as ended (committed or rolled back); the
+/// connection then goes back to the pool as usual, unless it is broken. A lease dropped
+/// unsettled (its future was cancelled mid-transaction) or settled on a broken connection
+/// takes the connection out of the pool, and a background task rolls it back and closes it
+/// (holding SQLite's write turn, if any, until then): no other request can ever get a
+/// connection with an open transaction or its locks. The pool's recycle check
+/// (diesel-async's `is_broken`: an open transaction or an interrupted statement) stays as
+/// a second line.
+pub struct Lease<M: deadpool::managed::Manager>
+where
+    M::Type: PoolableConnection + SimpleAsyncConnection + Send + 'static,
+{
+    object: Option<deadpool::managed::Object<M>>,
+    stats: Arc<Stats>,
+    turn: Option<tokio::sync::OwnedMutexGuard<()>>,
+    settled: bool,
+}
+
+impl<M: deadpool::managed::Manager> Lease<M>
+where
+    M::Type: PoolableConnection + SimpleAsyncConnection + Send + 'static,
+{
+    /// Leases a pooled connection (with SQLite's write turn, held until the lease ends).
+    pub fn new(
+        object: deadpool::managed::Object<M>,
+        stats: &Arc<Stats>,
+        turn: Option<tokio::sync::OwnedMutexGuard<()>>,
+    ) -> Self {
+        Lease { object: Some(object), stats: stats.clone(), turn, settled: false }
+    }
+
+    /// The transaction ended: the connection may go back to the pool.
+    pub fn settle(&mut self) {
+        self.settled = true;
+    }
+}
+
+impl<M: deadpool::managed::Manager> std::ops::Deref for Lease<M>
+where
+    M::Type: PoolableConnection + SimpleAsyncConnection + Send + 'static,
+{
+    type Target = M::Type;
+    fn deref(&self) -> &M::Type {
+        self.object.as_deref().expect("a lease holds its connection until dropped")
+    }
+}
+
+impl<M: deadpool::managed::Manager> std::ops::DerefMut for Lease<M>
+where
+    M::Type: PoolableConnection + SimpleAsyncConnection + Send + 'static,
+{
+    fn deref_mut(&mut self) -> &mut M::Type {
+        self.object.as_deref_mut().expect("a lease holds its connection until dropped")
+    }
+}
+
+impl<M: deadpool::managed::Manager> Drop for Lease<M>
+where
+    M::Type: PoolableConnection + SimpleAsyncConnection + Send + 'static,
+{
+    fn drop(&mut self) {
+        let Some(mut object) = self.object.take() else { return };
+        if self.settled && !object.is_broken() {
+            return; // back to the pool (the turn is released after it).
+        }
+        self.stats.interrupted_transactions.fetch_add(1, Ordering::Relaxed);
+        let conn = deadpool::managed::Object::take(object);
+        let turn = self.turn.take();
+        let cleanup = async move {
+            let mut conn = conn;
+            // Waits for a statement still running, then ends the transaction; closing the
+            // connection (below) would roll it back too, this makes it immediate.
+            let _ = tokio::time::timeout(CONNECT_TIMEOUT, conn.batch_execute("ROLLBACK")).await;
+            drop(conn);
+            drop(turn);
+        };
+        // Without a runtime (never in the server) the future is dropped: so are the
+        // connection (closing it rolls back) and the turn.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(cleanup);
+        }
+        if self.settled {
+            tracing::warn!("a write connection was broken after its transaction: closed");
+        } else {
+            tracing::debug!("a write transaction was interrupted: rolled back and its connection closed");
+        }
+    }
 }
 
 /// Settings of the pool.

@@ -12,3 +12,4 @@ mod hardening;
 mod mutations;
 mod ops;
 mod server;
+mod writes;

@@ -15,7 +15,7 @@ use super::input::{self, check};
 use super::payload::{self, field, Payload};
 use super::policy::{self, MAX_BULK};
 use super::rules::{self, changes, now_text, update_row};
-use super::store::{eq, one_of, Stmt, Tx, Upsert};
+use super::store::{eq, one_of, Lock, Stmt, Tx, Upsert};
 use crate::catalog::{self, Column, Table};
 use crate::crypto::{new_token, token_hash};
 use crate::db::sql_types::Timestamp;
@@ -444,10 +444,21 @@ async fn rate_trace_in(
     mut values: Map<String, Value>,
 ) -> AppResult<Payload> {
     let (traces, feedback) = (table("traces"), table("feedback"));
-    let trace = generic::visible(tx, access, traces, trace_id).await?;
+    if catalog::table_of_id(trace_id).map(|t| t.name) != Some(traces.name) {
+        return Err(not_found(traces, trace_id));
+    }
+    // Locks in the order every feedback writer takes them: the feedback row (when there is
+    // one), then the trace `FOR UPDATE` (a rating changes the contradiction counts of the
+    // evals that ran on the trace: see `rules::recount_evals`). The feedback is read again
+    // under the trace's lock, in case a concurrent first rating created it meanwhile.
+    let mut existing = tx.load_locked(Select::rows(feedback, eq("trace_id", trace_id)), Lock::NoKeyUpdate).await?;
+    let trace = generic::visible_locked(tx, access, traces, trace_id, Some(Lock::Update)).await?;
     let workspace = authorize(tx, access, traces, &trace, WorkspaceMemberRole::Member, "rating a trace").await?;
     values.insert("trace_id".into(), Value::String(trace_id.to_owned()));
-    let existing = tx.load(Select::rows(feedback, eq("trace_id", trace_id))).await?.into_iter().next();
+    if existing.is_empty() && tx.backend() == crate::db::Backend::Postgres {
+        existing = tx.load_locked(Select::rows(feedback, eq("trace_id", trace_id)), Lock::NoKeyUpdate).await?;
+    }
+    let existing = existing.into_iter().next();
     let (record, created) = match existing {
         Some(old) => {
             let mut merged = (*old.values).clone();
@@ -479,7 +490,9 @@ async fn record_eval_executions(ctx: ResolverContext<'_>) -> async_graphql::Resu
 
 async fn record_in(tx: &mut Tx<'_>, access: &Access, eval_id: &str, rows: &[Map<String, Value>]) -> AppResult<Payload> {
     let (evals, executions, traces) = (table("evals"), table("eval_executions"), table("traces"));
-    let eval = generic::visible(tx, access, evals, eval_id).await?;
+    // The eval's lock comes last, with its recount: inserting executions waits for the
+    // traces' rating writers (who lock the trace, then the evals), never the other way round.
+    let eval = generic::visible_locked(tx, access, evals, eval_id, None).await?;
     let workspace =
         authorize(tx, access, evals, &eval, WorkspaceMemberRole::Member, "recording eval executions").await?;
     let refs: Vec<(String, String)> = rows
@@ -560,7 +573,6 @@ async fn import_in(
         return Err(reference_not_found(workspaces, "workspaceId", workspace_id));
     }
     require_role(access, workspace_id, WorkspaceMemberRole::Member, "importing traces")?;
-    tx.lock_workspace(workspace_id).await?;
     if let Some(integration) = integration_id {
         let refs = [("integrationId".to_owned(), integration.to_owned())];
         all_in_workspace(tx, access, integrations, workspace_id, &refs).await?;
@@ -702,7 +714,11 @@ async fn activate_in(
     id: &str,
 ) -> AppResult<Payload> {
     let agents = self::table("agents");
-    let row = generic::visible(tx, access, table, id).await?;
+    // The agent's lock first, then its rows' in id order (as every recount takes them):
+    // activations of one agent take turns, and never hold one row while waiting for another.
+    let row = generic::visible_locked(tx, access, table, id, None).await?;
+    let agent_id = row.text("agent_id").unwrap_or_default().to_owned();
+    tx.lock(agents, std::slice::from_ref(&agent_id), Lock::NoKeyUpdate).await?;
     authorize(
         tx,
         access,
@@ -712,13 +728,16 @@ async fn activate_in(
         &format!("activating {}", policy::a(table.type_name)),
     )
     .await?;
-    let agent_id = row.text("agent_id").unwrap_or_default().to_owned();
     let others = tx
         .load(Select::rows(
             table,
             Cond::all(vec![eq("agent_id", &agent_id), eq("status", "active"), Cond::Not(Box::new(eq("id", id)))]),
         ))
         .await?;
+    let mut touched: Vec<String> = others.iter().map(|o| o.id().to_owned()).collect();
+    touched.push(id.to_owned());
+    tx.lock(table, &touched, Lock::NoKeyUpdate).await?;
+    let row = generic::visible_locked(tx, access, table, id, None).await?;
     for other in others {
         tx.update(table, &other, &changes([("status", "archived".into())])).await?;
     }
@@ -951,7 +970,8 @@ async fn add_member_in(
     if generic::workspace_of_id(tx, workspaces, workspace_id).await?.is_none() {
         return Err(reference_not_found(workspaces, "workspaceId", workspace_id));
     }
-    tx.lock_workspace(workspace_id).await?;
+    // One membership change of a workspace at a time (the last-owner rule counts owners).
+    tx.lock(workspaces, &[workspace_id.to_owned()], Lock::NoKeyUpdate).await?;
     let min = if role_of(role) == WorkspaceMemberRole::Owner {
         WorkspaceMemberRole::Owner
     } else {
@@ -972,8 +992,10 @@ async fn add_member_in(
     Ok(Payload::new().row("workspaceMember", generic::reload(tx, members, &id).await?))
 }
 
-/// How many owners a workspace has.
+/// How many owners a workspace has, with the workspace's row locked until the transaction
+/// ends: two owners demoting each other at once cannot leave it without one.
 async fn owners(tx: &mut Tx<'_>, workspace_id: &str) -> AppResult<i64> {
+    tx.lock(table("workspaces"), &[workspace_id.to_owned()], Lock::NoKeyUpdate).await?;
     tx.count_rows(table("workspace_members"), Cond::all(vec![eq("workspace_id", workspace_id), eq("role", "owner")]))
         .await
 }

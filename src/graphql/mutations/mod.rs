@@ -80,11 +80,15 @@ pub fn with_config(request: async_graphql::Request, config: &Config) -> async_gr
 /// Runs `$body` with `$tx` bound to a [`store::Tx`] in one write transaction; evaluates to
 /// the body's `AppResult`. Rolled back when it is an error.
 ///
-/// Concurrent writers of one workspace run one at a time: on SQLite every write transaction
-/// is `BEGIN IMMEDIATE`; on PostgreSQL the first lookup of the workspace takes its lock
-/// ([`store::Tx::lock_workspace`]), before any row of it is read. A transaction that
-/// PostgreSQL aborts as a deadlock ([`AppError::Busy`]) is run again from the start, up to
-/// [`store::MAX_ATTEMPTS`] times after a growing random pause.
+/// On SQLite write transactions run one at a time (`BEGIN IMMEDIATE`, queued in the process).
+/// On PostgreSQL writers of different rows run in parallel, in one workspace or not: each
+/// transaction locks exactly the rows whose state it reads to decide (the row it changes,
+/// [`generic::visible`]; an agent whose next version it computes; the evals whose counters
+/// it recounts, [`rules::recount_evals`]; a trace whose ratings change; a workspace whose
+/// owners it counts), in a fixed order. A transaction that PostgreSQL aborts as a deadlock
+/// or a serialization failure ([`AppError::Busy`]) is run again from the start, up to
+/// [`store::MAX_ATTEMPTS`] times after a growing random pause. A cancelled request's
+/// transaction is rolled back and its connection closed ([`crate::db::Lease`]).
 #[macro_export]
 macro_rules! in_tx {
     ($db:expr, |$tx:ident| $body:expr) => {

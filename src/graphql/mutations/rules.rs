@@ -13,7 +13,7 @@
 use serde_json::{Map, Value};
 
 use super::input::check_graph;
-use super::store::{eq, stamp, Stmt, Tx};
+use super::store::{eq, stamp, Lock, Stmt, Tx};
 use crate::catalog::{self, Kind, Table};
 use crate::db::sql_types::Timestamp;
 use crate::domain::{summarize_steps, task_content_hash};
@@ -75,6 +75,11 @@ pub async fn before_create(
             let merged = row.clone();
             hash_into(row, &merged);
         }
+        "feedback" => {
+            // A rating changes the contradiction counts of the evals that ran on the trace.
+            let trace = text(row, "trace_id").unwrap_or_default().to_owned();
+            tx.lock(self::table("traces")?, &[trace], Lock::Update).await?;
+        }
         "evals" | "agent_versions" if row.get("version").is_none_or(|v| v.is_null()) => {
             let agent = text(row, "agent_id").unwrap_or_default().to_owned();
             let version = next_version(tx, table, &agent).await?;
@@ -86,8 +91,9 @@ pub async fn before_create(
 }
 
 /// The agent's highest version of `table` (evals or agent versions) + 1. Concurrent creates
-/// take turns: they hold the workspace's write lock ([`Tx::lock_workspace`]).
+/// for one agent take turns: they lock the agent's row first.
 pub async fn next_version(tx: &mut Tx<'_>, table: &'static Table, agent_id: &str) -> AppResult<i64> {
+    tx.lock(self::table("agents")?, &[agent_id.to_owned()], Lock::NoKeyUpdate).await?;
     tx.count(
         Stmt::new()
             .sql("SELECT COALESCE(MAX(")
@@ -170,9 +176,9 @@ pub async fn update_row(
         return Ok(None);
     };
     if changes.iter().any(|(k, v)| old.get(k) != v) {
-        tx.update(table, &old, changes).await?;
+        return tx.update_returning(table, &old, changes).await;
     }
-    tx.find(table, id, Cond::True).await
+    Ok(Some(old))
 }
 
 /// A map of changes.
@@ -229,7 +235,10 @@ async fn step_transition(tx: &mut Tx<'_>, old: &Record, changes: &mut Map<String
         return Ok(());
     }
     let executions = table("executions")?;
-    let execution = tx.find(executions, old.text("execution_id").unwrap_or_default(), Cond::True).await?;
+    // The execution's row lock: steps of one execution change one at a time, so the one
+    // that finishes last sees the others finished ([`follow_steps`]).
+    let execution_id = old.text("execution_id").unwrap_or_default();
+    let execution = tx.find_locked(executions, execution_id, Cond::True, Lock::NoKeyUpdate).await?;
     let execution_status = execution.as_ref().and_then(|e| e.text("status")).unwrap_or_default().to_owned();
     if matches!(execution_status.as_str(), "completed" | "failed" | "cancelled") {
         return Err(AppError::bad_input("status", format!("the step's execution is {execution_status}")));
@@ -270,8 +279,11 @@ pub async fn after_update(
     changes: &Map<String, Value>,
 ) -> AppResult<()> {
     match table.name {
-        "feedback" => {
-            let evals = evals_on_traces(tx, vec![old.text("trace_id").unwrap_or_default().to_owned()]).await?;
+        "feedback" if changes.get("rating").is_some_and(|rating| rating != old.get("rating")) => {
+            // Only the rating counts for contradictions: a changed note recounts nothing.
+            let trace = old.text("trace_id").unwrap_or_default().to_owned();
+            tx.lock(self::table("traces")?, std::slice::from_ref(&trace), Lock::Update).await?;
+            let evals = evals_on_traces(tx, vec![trace]).await?;
             recount_evals(tx, evals).await?;
         }
         "execution_steps" if changes.contains_key("status") => follow_steps(tx, old, changes).await?,
@@ -336,9 +348,18 @@ pub struct Affected {
 
 /// What a delete checks and remembers before the row (and its cascade) goes.
 pub async fn before_delete(tx: &mut Tx<'_>, table: &'static Table, old: &Record) -> AppResult<Affected> {
+    let traces = self::table("traces")?;
     let evals = match table.name {
-        "traces" => evals_on_traces(tx, vec![old.id().to_owned()]).await?,
-        "feedback" => evals_on_traces(tx, vec![old.text("trace_id").unwrap_or_default().to_owned()]).await?,
+        "traces" => {
+            // Waits for (and holds off) transactions recording executions on the trace.
+            tx.lock(traces, &[old.id().to_owned()], Lock::Update).await?;
+            evals_on_traces(tx, vec![old.id().to_owned()]).await?
+        }
+        "feedback" => {
+            let trace = old.text("trace_id").unwrap_or_default().to_owned();
+            tx.lock(traces, std::slice::from_ref(&trace), Lock::Update).await?;
+            evals_on_traces(tx, vec![trace]).await?
+        }
         "eval_executions" => old.text("eval_id").map(str::to_owned).into_iter().collect(),
         "integrations" => {
             let traces = tx
@@ -354,7 +375,9 @@ pub async fn before_delete(tx: &mut Tx<'_>, table: &'static Table, old: &Record)
                         .text(old.id()),
                 )
                 .await?;
-            evals_on_traces(tx, traces.into_iter().flatten().collect()).await?
+            let traces: Vec<String> = traces.into_iter().flatten().collect();
+            tx.lock(self::table("traces")?, &traces, Lock::Update).await?;
+            evals_on_traces(tx, traces).await?
         }
         "users" => {
             refuse_last_owner(tx, old.id()).await?;
@@ -414,7 +437,16 @@ pub async fn evals_on_traces(tx: &mut Tx<'_>, traces: Vec<String>) -> AppResult<
 
 /// Recomputes the counters of these evals from their executions and the ratings of their
 /// traces (`eval_comparison`), stamping the rows whose counters change.
+///
+/// On PostgreSQL the evals' rows are locked first (in id order), and the recount is a later
+/// statement, so under `READ COMMITTED` it sees every transaction that changed these evals'
+/// executions or ratings and committed before it got the locks; a writer that commits after
+/// recounts after it. So the last recount of an eval always counts every committed row, and
+/// writers of other evals never wait. (A transaction that changes ratings holds its trace's
+/// `FOR UPDATE` lock, which excludes transactions inserting executions on that trace: neither
+/// misses the other's evals.)
 pub async fn recount_evals(tx: &mut Tx<'_>, evals: Vec<String>) -> AppResult<()> {
+    tx.lock(table("evals")?, &evals, Lock::NoKeyUpdate).await?;
     const EXECUTIONS: &str = "(SELECT COUNT(*) FROM eval_executions x WHERE x.eval_id = evals.id)";
     const CONTRADICTIONS: &str =
         "(SELECT COUNT(*) FROM eval_comparison c WHERE c.eval_id = evals.id AND c.is_contradiction = TRUE)";

@@ -333,15 +333,7 @@ impl Tx<'_> {
         old: &Record,
         changes: &Map<String, Value>,
     ) -> AppResult<bool> {
-        let mut stmt = Stmt::new().sql("UPDATE ").ident(table.name).sql(" SET ");
-        for (column, value) in table.columns.iter().filter_map(|c| changes.get(c.name).map(|v| (c, v))) {
-            if matches!(column.name, "id" | "created_at" | "updated_at") {
-                continue;
-            }
-            stmt = stmt.ident(column.name).sql(" = ").value(bind(column, value)?).sql(", ");
-        }
-        stmt = stamp(stmt, next_stamp(old.text("updated_at")));
-        stmt = stmt.sql(" WHERE ").ident("id").sql(" = ").text(old.id());
+        let stmt = update_statement(table, old, changes)?;
         Ok(self.execute(stmt).await? == 1)
     }
 
@@ -351,22 +343,104 @@ impl Tx<'_> {
         Ok(self.execute(stmt).await? == 1)
     }
 
-    /// Takes the workspace's write lock until the transaction ends (PostgreSQL: a
-    /// transaction-level advisory lock on the workspace id). Writers of one workspace so run
-    /// one at a time, each seeing what the one before committed (every statement after the
-    /// lock reads the latest commits under `READ COMMITTED`): no lost update, no broken
-    /// invariant across rows (eval counters, one active eval per agent, one feedback row per
-    /// trace, job transitions, the last owner). Writers of different workspaces never wait
-    /// for each other. Nothing on SQLite, whose write transactions are serial already.
-    pub async fn lock_workspace(&mut self, workspace_id: &str) -> AppResult<()> {
-        if let Tx::Pg(conn) = self {
-            diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
-                .bind::<Text, _>(workspace_id)
-                .execute(&mut **conn)
-                .await?;
+    /// The row of `table` with this id that `visible` lets through, locked until the
+    /// transaction ends ([`Tx::load_locked`]).
+    pub async fn find_locked(
+        &mut self,
+        table: &'static Table,
+        id: &str,
+        visible: Cond,
+        strength: Lock,
+    ) -> AppResult<Option<Record>> {
+        let filter = Cond::all(vec![Cond::Cmp("id", CmpOp::Eq, Bind::Text(id.to_owned())), visible]);
+        Ok(self.load_locked(Select::rows(table, filter), strength).await?.into_iter().next())
+    }
+
+    /// The rows of a select, locked until the transaction ends: on PostgreSQL `FOR NO KEY
+    /// UPDATE` (concurrent writers of the same rows wait, inserts of rows referencing them do
+    /// not) or `FOR UPDATE`, so they are read as the last writer left them and changed by no
+    /// one else meanwhile. SQLite's write transactions are serial already: a plain read there.
+    pub async fn load_locked(&mut self, select: Select, strength: Lock) -> AppResult<Vec<Record>> {
+        let Tx::Pg(conn) = self else {
+            return self.load(select).await;
+        };
+        let table = select.table;
+        let stmt = Stmt::new().select(select).sql(strength.clause());
+        let maps = load_rows!(&mut **conn, stmt, table);
+        Ok(records::grouped(table, maps))
+    }
+
+    /// Updates one row like [`Tx::update`] and returns it as it is now (`RETURNING *`), or
+    /// `None` when it was not there.
+    pub async fn update_returning(
+        &mut self,
+        table: &'static Table,
+        old: &Record,
+        changes: &Map<String, Value>,
+    ) -> AppResult<Option<Record>> {
+        let stmt = update_statement(table, old, changes)?.sql(" RETURNING *");
+        let maps = match self {
+            Tx::Pg(conn) => load_rows!(&mut **conn, stmt, table),
+            Tx::Sqlite(conn) => load_rows!(&mut **conn, stmt, table),
+        };
+        Ok(records::grouped(table, maps).into_iter().next())
+    }
+
+    /// Locks these rows of `table` until the transaction ends, in id order (so two writers
+    /// never wait for each other in a cycle), on PostgreSQL; nothing on SQLite, whose write
+    /// transactions are serial. `strength` is the row lock: [`Lock::NoKeyUpdate`] for rows
+    /// whose columns the transaction recomputes (eval counters, an agent's next version),
+    /// [`Lock::Update`] for a trace whose ratings change (it also waits for, and holds off,
+    /// transactions inserting rows that reference the trace, such as eval executions).
+    pub async fn lock(&mut self, table: &'static Table, ids: &[String], strength: Lock) -> AppResult<()> {
+        if self.backend() != Backend::Postgres || ids.is_empty() {
+            return Ok(());
+        }
+        let mut sorted: Vec<&String> = ids.iter().collect();
+        sorted.sort();
+        sorted.dedup();
+        for chunk in sorted.chunks(1_000) {
+            let stmt = Stmt::new().sql("SELECT ").ident("id").sql(" AS v FROM ").ident(table.name).sql(" WHERE ");
+            let stmt = match chunk {
+                [one] => stmt.ident("id").sql(" = ").text(one.as_str()),
+                _ => stmt.ident("id").sql(" IN ").texts(chunk.iter().map(|id| id.as_str())),
+            };
+            let stmt = stmt.sql(" ORDER BY ").ident("id").sql(strength.clause());
+            self.texts(stmt).await?;
         }
         Ok(())
     }
+}
+
+/// The strength of a row lock ([`Tx::lock`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lock {
+    /// `FOR NO KEY UPDATE`: excludes other writers of the row, not inserts referencing it.
+    NoKeyUpdate,
+    /// `FOR UPDATE`: also excludes inserts (and key changes) of rows referencing it.
+    Update,
+}
+
+impl Lock {
+    fn clause(self) -> &'static str {
+        match self {
+            Lock::NoKeyUpdate => " FOR NO KEY UPDATE",
+            Lock::Update => " FOR UPDATE",
+        }
+    }
+}
+
+/// `UPDATE table SET <changes>, updated_at = <next stamp> WHERE id = <old id>`.
+fn update_statement(table: &'static Table, old: &Record, changes: &Map<String, Value>) -> AppResult<Stmt> {
+    let mut stmt = Stmt::new().sql("UPDATE ").ident(table.name).sql(" SET ");
+    for (column, value) in table.columns.iter().filter_map(|c| changes.get(c.name).map(|v| (c, v))) {
+        if matches!(column.name, "id" | "created_at" | "updated_at") {
+            continue;
+        }
+        stmt = stmt.ident(column.name).sql(" = ").value(bind(column, value)?).sql(", ");
+    }
+    stmt = stamp(stmt, next_stamp(old.text("updated_at")));
+    Ok(stmt.sql(" WHERE ").ident("id").sql(" = ").text(old.id()))
 }
 
 /// The multi-row `INSERT`s of [`Tx::insert_rows`]: the first row's columns, as many rows per
