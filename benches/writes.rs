@@ -30,7 +30,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use diesel::sql_types::Text;
-use diesel_async::RunQueryDsl;
 use iofold_graph::db::sql_types::Timestamp;
 use iofold_graph::db::{Backend, Db, PoolOptions};
 use serde_json::{json, Value};
@@ -139,6 +138,7 @@ where
 /// The floor: the same one-row update, `UPDATE feedback SET rating, rating_detail,
 /// updated_at WHERE id RETURNING *`, by `clients` tasks over a bare pool of the server's size.
 async fn floor(db: &Db, feedback: Arc<Vec<String>>, clients: usize, seconds: u64) -> Cell {
+    use diesel_async::RunQueryDsl;
     #[derive(diesel::QueryableByName)]
     #[allow(dead_code)]
     struct Row {
@@ -155,7 +155,7 @@ async fn floor(db: &Db, feedback: Arc<Vec<String>>, clients: usize, seconds: u64
             let (db, stop, next, feedback) = (db.clone(), stop.clone(), next.clone(), feedback.clone());
             tokio::spawn(async move {
                 let (mut latencies, mut errors) = (Vec::new(), Vec::new());
-                while !stop.load(Ordering::Relaxed) {
+                while !AtomicBool::load(&stop, Ordering::Relaxed) {
                     let n = next.fetch_add(1, Ordering::Relaxed);
                     let id = feedback[n % feedback.len()].clone();
                     let rating = RATINGS[n % 3].to_lowercase();
@@ -253,19 +253,15 @@ async fn run(backend: &str, seconds: u64, client_counts: &[usize], pg_base: &str
     let feedback = Arc::new(feedback);
 
     // Statements per one-row update, from the server's counter (nothing else runs).
-    let count_one = |http: &mut Client, patch: Value| {
+    async fn count_one(http: &mut Client, feedback: &str, patch: Value) -> u64 {
         let body = json!({"query": "mutation($id: ID!, $p: FeedbackPatch!) { updateFeedback(id: $id, patch: $p) { feedback { id } } }",
-            "variables": {"id": feedback[0], "p": patch}});
-        let fut = async move {
-            let before = statements(http).await;
-            post(http, &body).await.expect("updateFeedback");
-            let after = statements(http).await;
-            after - before
-        };
-        fut
-    };
-    let note_only = count_one(&mut http, json!({"ratingDetail": "only the note"})).await;
-    let rating = count_one(&mut http, json!({"rating": "NEGATIVE", "ratingDetail": "and the rating"})).await;
+            "variables": {"id": feedback, "p": patch}});
+        let before = statements(http).await;
+        post(http, &body).await.expect("updateFeedback");
+        statements(http).await - before
+    }
+    let note_only = count_one(&mut http, &feedback[0], json!({"ratingDetail": "only the note"})).await;
+    let rating = count_one(&mut http, &feedback[0], json!({"rating": "NEGATIVE", "ratingDetail": "and the rating"})).await;
 
     println!("\n## {backend}: updateFeedback by id, server with default settings (pool {POOL}), {seconds} s per cell");
     println!(
