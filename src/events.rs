@@ -459,6 +459,36 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn access_events_concern_their_user_or_workspace_and_travel_apart() {
+        let member = |user: &str, workspaces: &[&str]| Access::Member {
+            user_id: user.into(),
+            workspaces: workspaces.iter().map(|w| w.to_string()).collect(),
+            roles: vec![crate::models::WorkspaceMemberRole::Member; workspaces.len()],
+        };
+        let (alice, bob) = (member("user_a", &["workspace_1"]), member("user_b", &["workspace_2"]));
+        let of_alice = Event::access_of_user("user_a");
+        assert!(of_alice.concerns(&alice) && !of_alice.concerns(&bob) && !of_alice.concerns(&Access::Admin));
+        let deleted = Event::of_deleted(crate::catalog::table("workspaces").unwrap(), "workspace_2").unwrap();
+        assert!(!deleted.concerns(&alice) && deleted.concerns(&bob));
+        assert_eq!(Event::of_deleted(crate::catalog::table("users").unwrap(), "user_a"), Some(of_alice.clone()));
+        let everyone = Event::access_of_everyone();
+        assert!(everyone.concerns(&alice) && everyone.concerns(&bob));
+        assert!(!Event { kind: EventKind::Job, workspace_id: None, id: String::new() }.concerns(&alice));
+        assert_eq!(Event::from_json(&of_alice.to_json()), Some(of_alice.clone()));
+
+        // Access events reach the connections' channel only; job events the subscriptions'.
+        let bus = EventBus::local(8);
+        let (mut subscriptions, _live) = bus.subscribe().await.unwrap();
+        let mut connections = bus.access_changes();
+        let job = Event { kind: EventKind::Job, workspace_id: Some("workspace_1".into()), id: "job_1".into() };
+        bus.deliver(of_alice.clone());
+        bus.deliver(job.clone());
+        assert_eq!(subscriptions.recv().await.unwrap(), job);
+        assert_eq!(connections.recv().await.unwrap(), of_alice);
+        assert!(subscriptions.try_recv().is_err() && connections.try_recv().is_err());
+    }
+
+    #[tokio::test]
     async fn a_local_bus_delivers_each_event_once_and_bounds_a_slow_subscriber() {
         let bus = EventBus::local(2);
         let (mut receiver, live) = bus.subscribe().await.unwrap();

@@ -327,8 +327,8 @@ pub struct LoaderPerExecution;
 
 /// Gives every execution of a request marked [`LoaderPerExecution`] a fresh loader bound to
 /// the caller's current access ([`LiveAccess`] when the connection keeps one), in place of
-/// the request's: each event of a subscription resolves
-/// with its own loader (and so sees the rows as they are now), like a request of its own.
+/// the request's: each event of a subscription resolves with its own loader and access (and
+/// so sees the rows as they are now), like a request of its own.
 /// (async-graphql runs a query or mutation sent over WebSocket without this hook: it uses
 /// the request's loader, once.)
 pub struct FreshLoaders;

@@ -282,9 +282,6 @@ impl Connection {
         for (_, running) in self.operations.drain() {
             running.task.abort();
         }
-        if let Some(keeper) = self.keeper.take() {
-            keeper.abort();
-        }
         if let Some((code, reason)) = closing {
             tracing::debug!(code, %reason, "closing the websocket");
             if sink.send(close(code, &reason)).await.is_ok() {
@@ -442,6 +439,15 @@ impl Connection {
 
     fn error_message(&self, id: &str, errors: Vec<Value>) -> Value {
         json!({"type": "error", "id": id, "payload": errors})
+    }
+}
+
+impl Drop for Connection {
+    /// However the connection ends, its session stops being kept current.
+    fn drop(&mut self) {
+        if let Some(keeper) = self.keeper.take() {
+            keeper.abort();
+        }
     }
 }
 
