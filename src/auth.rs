@@ -52,6 +52,16 @@ impl Viewer {
     }
 }
 
+/// A checked credential: who it is, and when it stops working by itself (a token's
+/// `expires_at`; the admin secret and tokens without expiry: never).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credential {
+    /// The caller.
+    pub viewer: Viewer,
+    /// When the token expires, if it does.
+    pub expires_at: Option<Timestamp>,
+}
+
 /// Resolves the credentials of a request. No credentials: [`Viewer::Anonymous`]. A wrong admin
 /// secret, or an unknown, expired or revoked token: `UNAUTHENTICATED`.
 pub async fn authenticate(
@@ -60,14 +70,27 @@ pub async fn authenticate(
     sent_secret: Option<&str>,
     authorization: Option<&str>,
 ) -> AppResult<Viewer> {
+    Ok(check_credential(db, admin_secret, sent_secret, authorization).await?.viewer)
+}
+
+/// [`authenticate`], with the credential's expiry: the one check of HTTP requests and of
+/// WebSocket connections (at `connection_init`, at every operation and while subscriptions
+/// run). One statement for a token, none for the admin secret.
+pub async fn check_credential(
+    db: &Db,
+    admin_secret: Option<&str>,
+    sent_secret: Option<&str>,
+    authorization: Option<&str>,
+) -> AppResult<Credential> {
+    let never = |viewer| Credential { viewer, expires_at: None };
     if let Some(sent) = sent_secret {
         return match admin_secret {
-            Some(expected) if constant_time_eq(sent.as_bytes(), expected.as_bytes()) => Ok(Viewer::Admin),
+            Some(expected) if constant_time_eq(sent.as_bytes(), expected.as_bytes()) => Ok(never(Viewer::Admin)),
             _ => Err(AppError::Unauthenticated("invalid admin secret".into())),
         };
     }
     let Some(authorization) = authorization else {
-        return Ok(Viewer::Anonymous);
+        return Ok(never(Viewer::Anonymous));
     };
     let token = authorization
         .strip_prefix("Bearer ")
@@ -104,7 +127,7 @@ pub async fn authenticate(
             .in_current_span(),
         );
     }
-    Ok(Viewer::User { user_id: token.user_id })
+    Ok(Credential { viewer: Viewer::User { user_id: token.user_id }, expires_at: token.expires_at })
 }
 
 async fn touch_token(db: &Db, token_id: &str, now: Timestamp) -> AppResult<()> {

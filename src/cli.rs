@@ -210,6 +210,8 @@ async fn token_command(db: &Db, command: TokenCommand) -> anyhow::Result<()> {
             if revoke_token(db, &id).await? == 0 {
                 anyhow::bail!("no active token with id `{id}`");
             }
+            // Running servers' WebSocket connections re-check their callers.
+            crate::events::announce_from_outside(db, vec![crate::events::Event::access_of_everyone()]).await;
             println!("revoked {id}");
         }
     }

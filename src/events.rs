@@ -13,6 +13,13 @@
 //!   broadcast channel. Nothing is delivered locally besides, so each subscriber sees each
 //!   change once, whichever instance made it.
 //!
+//! **Access changes** travel the same way: a committed change to someone's credentials or
+//! memberships (a revoked token, a role changed, a membership added or removed, a user or a
+//! workspace deleted) is an [`EventKind::Access`] event naming the user (or the workspace),
+//! delivered to the open WebSocket connections ([`EventBus::access_changes`], a channel of
+//! its own, so subscriptions never wake for them), which re-check their caller at once. When
+//! the PostgreSQL listener reconnects, every connection re-checks (it may have missed some).
+//!
 //! The broadcast channel is bounded ([`crate::config::Subscriptions::event_capacity`]): a
 //! subscriber that falls further behind is dropped (`SUBSCRIPTION_LAGGED`), so a slow client
 //! never makes the server buffer without limit. The bus lives in the server's state; the
@@ -31,6 +38,7 @@ use tokio::sync::{broadcast, watch};
 use crate::catalog::Table;
 use crate::db::{DatabaseUrl, Db, Pool};
 use crate::error::{AppError, AppResult};
+use crate::graphql::access::Access;
 use crate::graphql::records::Record;
 
 /// The PostgreSQL `NOTIFY` channel of the events.
@@ -53,6 +61,10 @@ pub enum EventKind {
     Job,
     /// A workflow execution or one of its steps (`executionUpdated`).
     Execution,
+    /// The credentials or memberships of a user (`id`), of every member of a workspace
+    /// (`workspace_id`, empty `id`), or of everyone (neither): open WebSocket connections
+    /// concerned re-check their caller.
+    Access,
 }
 
 /// A committed change to a row that subscriptions watch: its kind, its workspace when the
@@ -80,8 +92,39 @@ impl Event {
             "jobs" => Some(event(EventKind::Job, record.text("workspace_id"), record.id())),
             "executions" => Some(event(EventKind::Execution, None, record.id())),
             "execution_steps" => record.text("execution_id").map(|id| event(EventKind::Execution, None, id)),
+            // A membership added, changed or removed (the removed row is in its payload).
+            "workspace_members" => record.text("user_id").map(Event::access_of_user),
+            // A revoked token (a new one changes nothing for open connections).
+            "api_tokens" if !record.get("revoked_at").is_null() => record.text("user_id").map(Event::access_of_user),
             _ => None,
         }
+    }
+
+    /// The credentials or memberships of a user changed.
+    pub fn access_of_user(user_id: &str) -> Event {
+        Event { kind: EventKind::Access, workspace_id: None, id: user_id.to_owned() }
+    }
+
+    /// The memberships of every member of a workspace changed (it was deleted).
+    pub fn access_in_workspace(workspace_id: &str) -> Event {
+        Event { kind: EventKind::Access, workspace_id: Some(workspace_id.to_owned()), id: String::new() }
+    }
+
+    /// Anyone's may have changed (the listener was away): every connection re-checks.
+    pub fn access_of_everyone() -> Event {
+        Event { kind: EventKind::Access, workspace_id: None, id: String::new() }
+    }
+
+    /// Whether an access event concerns the caller of `access`: their user, one of their
+    /// workspaces, or everyone. The admin secret is concerned by none.
+    pub fn concerns(&self, access: &Access) -> bool {
+        let Access::Member { user_id, workspaces, .. } = access else { return false };
+        self.kind == EventKind::Access
+            && match (&self.workspace_id, self.id.as_str()) {
+                (Some(workspace), _) => workspaces.contains(workspace),
+                (None, "") => true,
+                (None, id) => id == user_id,
+            }
     }
 
     /// The event a deleted row is (its subscribers find it gone and complete).
@@ -89,6 +132,8 @@ impl Event {
         let kind = match table.name {
             "jobs" => EventKind::Job,
             "executions" => EventKind::Execution,
+            "users" => return Some(Event::access_of_user(id)),
+            "workspaces" => return Some(Event::access_in_workspace(id)),
             _ => return None,
         };
         Some(Event { kind, workspace_id: None, id: id.to_owned() })
@@ -153,8 +198,21 @@ pub struct EventBus {
 
 struct Inner {
     sender: broadcast::Sender<Event>,
+    /// Access events, for the WebSocket connections.
+    access: broadcast::Sender<Event>,
     delivery: Delivery,
     stats: Stats,
+}
+
+impl Inner {
+    /// Hands an event to this instance's receivers of its kind. No receiver is not an
+    /// error: nobody listens now.
+    fn route(&self, event: Event) {
+        let _ = match event.kind {
+            EventKind::Access => self.access.send(event),
+            EventKind::Job | EventKind::Execution => self.sender.send(event),
+        };
+    }
 }
 
 /// How events reach the subscribers of every instance.
@@ -199,7 +257,8 @@ impl EventBus {
 
     fn with(delivery: Delivery, capacity: usize) -> Self {
         let (sender, _) = broadcast::channel(capacity.max(1));
-        EventBus { inner: Arc::new(Inner { sender, delivery, stats: Stats::default() }) }
+        let (access, _) = broadcast::channel(capacity.max(1));
+        EventBus { inner: Arc::new(Inner { sender, access, delivery, stats: Stats::default() }) }
     }
 
     /// Whether events travel through PostgreSQL.
@@ -234,6 +293,15 @@ impl EventBus {
         Ok((receiver, Live(self.inner.clone(), |stats| &stats.subscriptions)))
     }
 
+    /// A receiver of the access events from now on ([`EventKind::Access`]), for one
+    /// WebSocket connection. On PostgreSQL, starts the listener if it is not running, without
+    /// waiting for it: a connection re-checks its caller at every operation anyway, and
+    /// everyone re-checks when the listener (re)connects.
+    pub fn access_changes(&self) -> broadcast::Receiver<Event> {
+        let _ = self.listener();
+        self.inner.access.subscribe()
+    }
+
     /// Notes a subscriber dropped for falling behind.
     pub fn lagged(&self) {
         self.inner.stats.lagged.fetch_add(1, Ordering::Relaxed);
@@ -251,24 +319,7 @@ impl EventBus {
             }
         }
         match (&self.inner.delivery, &db.pool) {
-            (Delivery::Postgres { .. }, Pool::Postgres(pool)) => {
-                let notified: Result<(), crate::db::DbError> = async {
-                    use diesel_async::RunQueryDsl;
-                    let mut conn = pool.get().await?;
-                    for event in &unique {
-                        diesel::sql_query("SELECT pg_notify($1, $2)")
-                            .bind::<Text, _>(CHANNEL)
-                            .bind::<Text, _>(event.to_json())
-                            .execute(&mut *conn)
-                            .await?;
-                    }
-                    Ok(())
-                }
-                .await;
-                if let Err(error) = notified {
-                    tracing::warn!(%error, events = unique.len(), "could not notify subscribers of committed changes");
-                }
-            }
+            (Delivery::Postgres { .. }, Pool::Postgres(pool)) => notify(pool, &unique).await,
             _ => unique.into_iter().for_each(|event| self.deliver(event)),
         }
     }
@@ -276,8 +327,7 @@ impl EventBus {
     /// Hands an event to this instance's subscribers (what the PostgreSQL listener does with
     /// each notification).
     pub fn deliver(&self, event: Event) {
-        // No receiver is not an error: nobody subscribes now.
-        let _ = self.inner.sender.send(event);
+        self.inner.route(event);
     }
 
     /// On PostgreSQL, the listener's readiness, starting the listener if it is not running.
@@ -294,6 +344,35 @@ impl EventBus {
     }
 }
 
+/// Sends events with `NOTIFY` (every instance's listener hands them on); a failure is logged.
+async fn notify(pool: &crate::db::PgPool, events: &[Event]) {
+    let notified: Result<(), crate::db::DbError> = async {
+        use diesel_async::RunQueryDsl;
+        let mut conn = pool.get().await?;
+        for event in events {
+            diesel::sql_query("SELECT pg_notify($1, $2)")
+                .bind::<Text, _>(CHANNEL)
+                .bind::<Text, _>(event.to_json())
+                .execute(&mut *conn)
+                .await?;
+        }
+        Ok(())
+    }
+    .await;
+    if let Err(error) = notified {
+        tracing::warn!(%error, events = events.len(), "could not notify subscribers of committed changes");
+    }
+}
+
+/// Announces changes committed outside a server (the command line's `token revoke`) to the
+/// server instances: on PostgreSQL with `NOTIFY`. On SQLite no server hears another
+/// process: their open connections find the change at their next periodic check.
+pub async fn announce_from_outside(db: &Db, events: Vec<Event>) {
+    if let Pool::Postgres(pool) = &db.pool {
+        notify(pool, &events).await;
+    }
+}
+
 /// The listener: one dedicated connection that `LISTEN`s on [`CHANNEL`] and hands every
 /// notification to the bus; it reconnects with a growing pause (100 ms to 30 s) when the
 /// connection fails, and checks a silent connection every 30 s. Ends with the bus.
@@ -304,12 +383,15 @@ async fn listen(url: String, bus: std::sync::Weak<Inner>, ready: watch::Sender<b
             Ok(mut conn) => {
                 let Some(inner) = bus.upgrade() else { return };
                 let connects = inner.stats.listener_connects.fetch_add(1, Ordering::Relaxed);
-                drop(inner);
                 if connects > 0 {
                     tracing::info!("the event listener reconnected (changes made while it was away were not pushed)");
                 }
                 backoff = RECONNECT_BACKOFF.0;
                 let _ = ready.send(true);
+                // Access changes made before it listened were not heard: every open
+                // connection re-checks its caller.
+                inner.route(Event::access_of_everyone());
+                drop(inner);
                 let reason = pump(&mut conn, &bus).await;
                 let _ = ready.send(false);
                 match reason {
@@ -348,9 +430,7 @@ async fn pump(conn: &mut AsyncPgConnection, bus: &std::sync::Weak<Inner>) -> Opt
             Ok(Some(Ok(notification))) => {
                 let inner = bus.upgrade()?;
                 match Event::from_json(&notification.payload) {
-                    Some(event) if notification.channel == CHANNEL => {
-                        let _ = inner.sender.send(event);
-                    }
+                    Some(event) if notification.channel == CHANNEL => inner.route(event),
                     _ => tracing::warn!(channel = %notification.channel, "ignored a notification that is no event"),
                 }
             }
@@ -376,6 +456,36 @@ mod tests {
         assert_eq!(event.to_json(), r#"{"kind":"job","workspace_id":"workspace_1","id":"job_1"}"#);
         assert_eq!(Event::from_json(&event.to_json()), Some(event));
         assert_eq!(Event::from_json("{\"kind\":\"nope\",\"id\":\"x\"}"), None);
+    }
+
+    #[tokio::test]
+    async fn access_events_concern_their_user_or_workspace_and_travel_apart() {
+        let member = |user: &str, workspaces: &[&str]| Access::Member {
+            user_id: user.into(),
+            workspaces: workspaces.iter().map(|w| w.to_string()).collect(),
+            roles: vec![crate::models::WorkspaceMemberRole::Member; workspaces.len()],
+        };
+        let (alice, bob) = (member("user_a", &["workspace_1"]), member("user_b", &["workspace_2"]));
+        let of_alice = Event::access_of_user("user_a");
+        assert!(of_alice.concerns(&alice) && !of_alice.concerns(&bob) && !of_alice.concerns(&Access::Admin));
+        let deleted = Event::of_deleted(crate::catalog::table("workspaces").unwrap(), "workspace_2").unwrap();
+        assert!(!deleted.concerns(&alice) && deleted.concerns(&bob));
+        assert_eq!(Event::of_deleted(crate::catalog::table("users").unwrap(), "user_a"), Some(of_alice.clone()));
+        let everyone = Event::access_of_everyone();
+        assert!(everyone.concerns(&alice) && everyone.concerns(&bob));
+        assert!(!Event { kind: EventKind::Job, workspace_id: None, id: String::new() }.concerns(&alice));
+        assert_eq!(Event::from_json(&of_alice.to_json()), Some(of_alice.clone()));
+
+        // Access events reach the connections' channel only; job events the subscriptions'.
+        let bus = EventBus::local(8);
+        let (mut subscriptions, _live) = bus.subscribe().await.unwrap();
+        let mut connections = bus.access_changes();
+        let job = Event { kind: EventKind::Job, workspace_id: Some("workspace_1".into()), id: "job_1".into() };
+        bus.deliver(of_alice.clone());
+        bus.deliver(job.clone());
+        assert_eq!(subscriptions.recv().await.unwrap(), job);
+        assert_eq!(connections.recv().await.unwrap(), of_alice);
+        assert!(subscriptions.try_recv().is_err() && connections.try_recv().is_err());
     }
 
     #[tokio::test]

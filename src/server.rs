@@ -395,7 +395,7 @@ async fn execute(
         let slot = Arc::new(OperationSlot::default());
         let mut response = if timed_out {
             None
-        } else if let Err(error) = state.persisted.resolve(&mut request) {
+        } else if let Err(error) = state.persisted.resolve(&mut request, access.as_deref()) {
             Some(async_graphql::Response::from_errors(vec![error]))
         } else {
             let request = with_request_data(request, &state.db, access.clone()).data(state.events.clone());
@@ -843,8 +843,12 @@ impl RateLimiter {
 /// At most `APQ_CACHE_SIZE` queries of at most `APQ_MAX_QUERY_BYTES` are remembered per
 /// server instance, the least recently used dropped first; size 0 turns persisted queries
 /// off (`PERSISTED_QUERY_NOT_SUPPORTED`).
+///
+/// Queries are remembered per caller ([`ApqScope`]): a hash finds only a query the same user
+/// (or the admin secret, or an anonymous caller) registered, so a hash never tells whether
+/// someone else has run that query text.
 pub struct PersistedQueries {
-    cache: Option<Mutex<lru::LruCache<String, Arc<str>>>>,
+    cache: Option<Mutex<ApqCache>>,
     max_query_bytes: usize,
 }
 
@@ -867,9 +871,10 @@ impl PersistedQueries {
         self.len() == 0
     }
 
-    /// Applies a request's persisted-query extension: fills in the query of a known hash,
-    /// checks and remembers a new one. The error to answer instead of running it, if any.
-    pub fn resolve(&self, request: &mut async_graphql::Request) -> Result<(), ServerError> {
+    /// Applies a request's persisted-query extension for the caller `access` (none:
+    /// anonymous): fills in the query of a hash this caller registered, checks and
+    /// remembers a new one. The error to answer instead of running it, if any.
+    pub fn resolve(&self, request: &mut async_graphql::Request, access: Option<&Access>) -> Result<(), ServerError> {
         let Some(extension) = request.extensions.0.get("persistedQuery") else { return Ok(()) };
         let bad = |message: &str| {
             let mut error = guard::coded_error(message, "BAD_USER_INPUT");
@@ -889,9 +894,10 @@ impl PersistedQueries {
         let Some(cache) = &self.cache else {
             return Err(guard::coded_error("PersistedQueryNotSupported", "PERSISTED_QUERY_NOT_SUPPORTED"));
         };
+        let key = (ApqScope::of(access), hash);
         let mut cache = cache.lock().unwrap_or_else(|p| p.into_inner());
         if request.query.is_empty() {
-            return match cache.get(&hash) {
+            return match cache.get(&key) {
                 Some(query) => {
                     request.query = query.to_string();
                     Ok(())
@@ -899,13 +905,40 @@ impl PersistedQueries {
                 None => Err(guard::coded_error("PersistedQueryNotFound", "PERSISTED_QUERY_NOT_FOUND")),
             };
         }
-        if hex::encode(Sha256::digest(request.query.as_bytes())) != hash {
+        if hex::encode(Sha256::digest(request.query.as_bytes())) != key.1 {
             return Err(bad("provided sha does not match query"));
         }
         if request.query.len() <= self.max_query_bytes {
-            cache.put(hash, Arc::from(request.query.as_str()));
+            cache.put(key, Arc::from(request.query.as_str()));
         }
         Ok(())
+    }
+}
+
+/// The remembered queries: by caller and hash.
+type ApqCache = lru::LruCache<(ApqScope, String), Arc<str>>;
+
+/// Whose persisted queries a request sees: a user's own (whichever of their tokens
+/// registered them), the admin secret's, or the anonymous callers' (who can run
+/// introspection only).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ApqScope {
+    /// No credentials.
+    Anonymous,
+    /// The admin secret.
+    Admin,
+    /// A user.
+    User(String),
+}
+
+impl ApqScope {
+    /// The scope of a caller.
+    pub fn of(access: Option<&Access>) -> Self {
+        match access {
+            None => ApqScope::Anonymous,
+            Some(Access::Admin) => ApqScope::Admin,
+            Some(Access::Member { user_id, .. }) => ApqScope::User(user_id.clone()),
+        }
     }
 }
 

@@ -31,16 +31,40 @@ pub enum Access {
 impl Access {
     /// The rows of `table` the caller may see.
     pub fn scope(&self, table: &'static Table) -> Cond {
-        let Access::Member { user_id, workspaces, .. } = self else {
+        let Access::Member { workspaces, .. } = self else {
             return Cond::True;
         };
-        let in_workspaces =
-            |column: &'static str| Cond::In(column, workspaces.iter().cloned().map(Bind::Text).collect());
+        self.scope_by(table, &|column| Cond::In(column, workspaces.iter().cloned().map(Bind::Text).collect()))
+    }
+
+    /// [`Access::scope`], with the user's workspaces read by the statement itself
+    /// (`workspace_id IN (SELECT workspace_id FROM workspace_members WHERE user_id = …)`)
+    /// rather than taken from this access: what a running subscription reads each event
+    /// with, so a member removed since it started sees nothing more, even before the
+    /// connection has re-checked its access.
+    pub fn live_scope(&self, table: &'static Table) -> Cond {
+        let Access::Member { user_id, .. } = self else {
+            return Cond::True;
+        };
+        let members = catalog::table("workspace_members").expect("workspace_members is in the catalog");
+        let mut memberships =
+            Select::ids(members, Cond::Cmp("user_id", crate::sql::CmpOp::Eq, Bind::Text(user_id.clone())));
+        memberships.projection = crate::sql::Projection::Column("workspace_id");
+        self.scope_by(table, &|column| Cond::InSelect(column, Box::new(memberships.clone())))
+    }
+
+    /// The scope of a member whose workspaces `in_workspaces(column)` names.
+    fn scope_by(&self, table: &'static Table, in_workspaces: &dyn Fn(&'static str) -> Cond) -> Cond {
+        let Access::Member { user_id, .. } = self else {
+            return Cond::True;
+        };
         match table.scope {
             Scope::Tenant => in_workspaces("id"),
             Scope::Workspace(column) => in_workspaces(column),
             Scope::Parent { column, table: parent } => match catalog::table(parent) {
-                Some(parent) => Cond::InSelect(column, Box::new(Select::ids(parent, self.scope(parent)))),
+                Some(parent) => {
+                    Cond::InSelect(column, Box::new(Select::ids(parent, self.scope_by(parent, in_workspaces))))
+                }
                 None => Cond::False,
             },
             Scope::User(column) => Cond::Cmp(column, crate::sql::CmpOp::Eq, Bind::Text(user_id.clone())),
@@ -89,6 +113,14 @@ impl Access {
         }
     }
 }
+
+/// The caller's access over a WebSocket, kept current while the connection is open
+/// ([`crate::server::ws`]): re-checked at every operation, when the bus announces a change
+/// of the caller's credentials or memberships, when the token expires, and periodically.
+/// `None` once the credential is gone (revoked, expired, its user deleted): the connection
+/// then closes. Running subscriptions watch it ([`crate::graphql::subscriptions`]).
+#[derive(Clone)]
+pub struct LiveAccess(pub tokio::sync::watch::Receiver<Option<std::sync::Arc<Access>>>);
 
 /// The rows of `table` in one workspace, following the scope chain.
 fn pinned(table: &'static Table, workspace_id: &str) -> Cond {

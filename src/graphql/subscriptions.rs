@@ -12,6 +12,13 @@
 //! …) resolve as in a query, with a fresh loader per event ([`FreshLoaders`]). A watched job
 //! or execution that is deleted ends its subscription; a subscriber that falls behind the
 //! bus is dropped with `SUBSCRIPTION_LAGGED`.
+//!
+//! The subscriber's access is current, not the one it subscribed with: each event's row is
+//! read with the memberships as they are in the database then ([`Access::live_scope`]), and
+//! its fields resolve with the connection's access as last re-checked ([`LiveAccess`]). When
+//! that access changes so that the watched workspace or execution is no longer visible (the
+//! member was removed, the workspace deleted), the subscription ends with `FORBIDDEN`; when
+//! the credential is gone, with `UNAUTHENTICATED` (and the connection closes).
 
 use std::sync::Arc;
 
@@ -28,7 +35,7 @@ use crate::catalog::{self, Table};
 use crate::db::Db;
 use crate::error::AppError;
 use crate::events::{Event, EventBus, EventKind};
-use crate::graphql::access::Access;
+use crate::graphql::access::{Access, LiveAccess};
 use crate::graphql::records::{self, Record};
 use crate::graphql::schema::{access, RequestAccess};
 use crate::sql::{Bind, CmpOp, Cond, Select};
@@ -38,6 +45,10 @@ pub const ROOT: Option<&str> = Some("Subscription");
 
 /// The code of the error that ends a subscription that fell behind.
 pub const LAGGED: &str = "SUBSCRIPTION_LAGGED";
+
+/// The code of the error that ends a subscription whose caller may no longer see what it
+/// watches.
+pub const WITHDRAWN: &str = "FORBIDDEN";
 
 /// Registers the subscription root.
 pub fn register(builder: SchemaBuilder) -> SchemaBuilder {
@@ -87,14 +98,15 @@ fn not_found(table: &Table, id: &str) -> AppError {
     AppError::NotFound(format!("no {} with id `{id}`", table.type_name))
 }
 
-/// What a subscription watches: rows of `table` that `visible` lets through, events of
-/// `kind`, for one row (`id`) or one workspace.
+/// What a subscription watches: rows of `table` the subscriber may see (in `workspace_id`
+/// when set), events of `kind`, for one row (`id`) or one workspace.
 struct Watch {
     table: &'static Table,
     kind: EventKind,
     id: Option<String>,
     workspace_id: Option<String>,
-    visible: Cond,
+    /// The subscriber's access, as last re-checked.
+    access: Arc<Access>,
 }
 
 impl Watch {
@@ -108,10 +120,21 @@ impl Watch {
             }
     }
 
-    /// The row, as the subscriber may see it now.
+    /// The row, as the subscriber may see it now (memberships read by the same statement).
     async fn read(&self, db: &Db, id: &str) -> Result<Option<Record>, AppError> {
-        let select = Select::rows(self.table, Cond::all(vec![eq("id", id), self.visible.clone()]));
+        let mut visible = vec![eq("id", id), self.access.live_scope(self.table)];
+        visible.extend(self.workspace_id.as_deref().map(|workspace| eq("workspace_id", workspace)));
+        let select = Select::rows(self.table, Cond::all(visible));
         Ok(records::load(db, select).await?.into_iter().next())
+    }
+
+    /// Whether the subscriber may still watch: its workspace, or its row, is visible.
+    async fn allowed(&self, db: &Db) -> Result<bool, AppError> {
+        match (&self.workspace_id, &self.id) {
+            (Some(workspace), _) => exists(db, &self.access, table("workspaces"), workspace).await,
+            (None, Some(id)) => Ok(self.read(db, id).await?.is_some()),
+            (None, None) => Ok(true),
+        }
     }
 }
 
@@ -124,13 +147,14 @@ async fn job_updated(ctx: ResolverContext<'_>) -> async_graphql::Result<Payloads
     let bus = ctx.data::<EventBus>()?.clone();
     let workspace_id = ctx.args.try_get("workspaceId")?.string()?.to_owned();
     let job_id = ctx.args.get("jobId").filter(|v| !v.is_null()).map(|v| v.string().map(str::to_owned)).transpose()?;
+    let live = ctx.data_opt::<LiveAccess>().cloned();
     let (jobs, workspaces) = (table("jobs"), table("workspaces"));
     let watch = Watch {
         table: jobs,
         kind: EventKind::Job,
         id: job_id.clone(),
         workspace_id: Some(workspace_id.clone()),
-        visible: Cond::all(vec![eq("workspace_id", &workspace_id), access.scope(jobs)]),
+        access: access.clone(),
     };
     match &job_id {
         Some(id) if watch.read(&db, id).await?.is_none() => return Err(not_found(jobs, id).into()),
@@ -141,7 +165,7 @@ async fn job_updated(ctx: ResolverContext<'_>) -> async_graphql::Result<Payloads
             }
         }
     }
-    Ok(watch_events(db, bus, watch).await?)
+    Ok(watch_events(db, bus, watch, live).await?)
 }
 
 async fn execution_updated(ctx: ResolverContext<'_>) -> async_graphql::Result<Payloads<'_>> {
@@ -149,28 +173,30 @@ async fn execution_updated(ctx: ResolverContext<'_>) -> async_graphql::Result<Pa
     let db = ctx.data::<Db>()?.clone();
     let bus = ctx.data::<EventBus>()?.clone();
     let execution_id = ctx.args.try_get("executionId")?.string()?.to_owned();
+    let live = ctx.data_opt::<LiveAccess>().cloned();
     let executions = table("executions");
     let watch = Watch {
         table: executions,
         kind: EventKind::Execution,
         id: Some(execution_id.clone()),
         workspace_id: None,
-        visible: access.scope(executions),
+        access,
     };
     if watch.read(&db, &execution_id).await?.is_none() {
         return Err(not_found(executions, &execution_id).into());
     }
-    Ok(watch_events(db, bus, watch).await?)
+    Ok(watch_events(db, bus, watch, live).await?)
 }
 
-/// Whether the caller may see the row of `table` with this id.
+/// Whether the caller may see the row of `table` with this id (memberships as they are now).
 async fn exists(db: &Db, access: &Access, table: &'static Table, id: &str) -> Result<bool, AppError> {
-    let select = Select::rows(table, Cond::all(vec![eq("id", id), access.scope(table)]));
+    let select = Select::rows(table, Cond::all(vec![eq("id", id), access.live_scope(table)]));
     Ok(!records::load(db, select).await?.is_empty())
 }
 
 /// A live subscription: its receiver of the bus and what it watches; the row it pushed last
-/// (id and `updated_at`), so changes read together push it once.
+/// (id and `updated_at`), so changes read together push it once; the connection's access
+/// (over WebSocket).
 struct Watching {
     receiver: tokio::sync::broadcast::Receiver<Event>,
     _live: crate::events::Live,
@@ -178,19 +204,81 @@ struct Watching {
     bus: EventBus,
     watch: Watch,
     last: Option<(String, serde_json::Value)>,
+    access: Option<LiveAccess>,
+}
+
+/// What a change of the connection's access means for a subscription.
+enum Recheck {
+    /// It goes on (with the new access).
+    Continue,
+    /// It ends with this error.
+    End(async_graphql::Error),
+}
+
+impl Watching {
+    /// Takes the connection's new access: the subscription ends when the credential is gone
+    /// or what it watches is no longer visible.
+    async fn recheck(&mut self) -> Recheck {
+        let current = match &mut self.access {
+            Some(LiveAccess(receiver)) => receiver.borrow_and_update().clone(),
+            None => return Recheck::Continue,
+        };
+        let Some(access) = current else {
+            return Recheck::End(AppError::Unauthenticated("the credential was revoked or has expired".into()).into());
+        };
+        if access == self.watch.access {
+            return Recheck::Continue;
+        }
+        self.watch.access = access;
+        match self.watch.allowed(&self.db).await {
+            Ok(true) => Recheck::Continue,
+            Ok(false) => Recheck::End(
+                async_graphql::Error::new("the caller may no longer see what this subscription watches")
+                    .extend_with(|_, ext| ext.set("code", WITHDRAWN)),
+            ),
+            Err(error) => Recheck::End(error.into()),
+        }
+    }
 }
 
 /// The rows the bus announces for this watch, read again as the subscriber sees them: each
 /// event pushes the row as it is when read (changes committed in a quick burst may arrive
 /// as their latest state: never out of order, never the same state twice in a row).
-async fn watch_events<'a>(db: Db, bus: EventBus, watch: Watch) -> Result<Payloads<'a>, AppError> {
+async fn watch_events<'a>(
+    db: Db,
+    bus: EventBus,
+    watch: Watch,
+    mut access: Option<LiveAccess>,
+) -> Result<Payloads<'a>, AppError> {
     let (receiver, live) = bus.subscribe().await?;
-    let state = Some(Watching { receiver, _live: live, db, bus, watch, last: None });
+    if let Some(LiveAccess(receiver)) = &mut access {
+        receiver.mark_unchanged();
+    }
+    let state = Some(Watching { receiver, _live: live, db, bus, watch, last: None, access });
     Ok(stream::unfold(state, |state| async move {
         let mut state = state?;
-        let Watching { receiver, db, bus, watch, last, .. } = &mut state;
         loop {
-            match receiver.recv().await {
+            let woken = {
+                let Watching { receiver, access, .. } = &mut state;
+                tokio::select! {
+                    received = receiver.recv() => Ok(received),
+                    open = access_changed(access) => Err(open),
+                }
+            };
+            let received = match woken {
+                Ok(received) => received,
+                // The connection is gone: its operations are being stopped.
+                Err(false) => {
+                    state.access = None;
+                    continue;
+                }
+                Err(true) => match state.recheck().await {
+                    Recheck::Continue => continue,
+                    Recheck::End(error) => return Some((Err(error), None)),
+                },
+            };
+            let Watching { db, bus, watch, last, .. } = &mut state;
+            match received {
                 Ok(event) if watch.wants(&event) => match watch.read(db, &event.id).await {
                     Ok(Some(record)) => {
                         // Changes read together push the row once.
@@ -224,13 +312,23 @@ async fn watch_events<'a>(db: Db, bus: EventBus, watch: Watch) -> Result<Payload
     .boxed())
 }
 
+/// Completes when the connection's access changes: true; false when the connection is gone.
+/// Never without a connection's access.
+async fn access_changed(access: &mut Option<LiveAccess>) -> bool {
+    match access {
+        Some(LiveAccess(receiver)) => receiver.changed().await.is_ok(),
+        None => std::future::pending().await,
+    }
+}
+
 /// Marks a request whose every execution gets a fresh loader ([`FreshLoaders`]): the
 /// operations over WebSocket ([`crate::graphql::with_subscription_data`]).
 pub struct LoaderPerExecution;
 
 /// Gives every execution of a request marked [`LoaderPerExecution`] a fresh loader bound to
-/// the caller's access, in place of the request's: each event of a subscription resolves
-/// with its own loader (and so sees the rows as they are now), like a request of its own.
+/// the caller's current access ([`LiveAccess`] when the connection keeps one), in place of
+/// the request's: each event of a subscription resolves with its own loader and access (and
+/// so sees the rows as they are now), like a request of its own.
 /// (async-graphql runs a query or mutation sent over WebSocket without this hook: it uses
 /// the request's loader, once.)
 pub struct FreshLoaders;
@@ -249,20 +347,22 @@ impl Extension for FreshLoaders {
         operation_name: Option<&str>,
         next: NextExecute<'_>,
     ) -> async_graphql::Response {
-        let fresh = match (ctx.data_opt::<LoaderPerExecution>(), ctx.data_opt::<Db>(), ctx.data_opt::<RequestAccess>())
-        {
-            (Some(_), Some(db), Some(RequestAccess(Some(access)))) => {
-                Some(crate::graphql::loader_for(db, access.clone()))
-            }
-            _ => None,
+        let (Some(_), Some(db), Some(RequestAccess(Some(access)))) =
+            (ctx.data_opt::<LoaderPerExecution>(), ctx.data_opt::<Db>(), ctx.data_opt::<RequestAccess>())
+        else {
+            return next.run(ctx, operation_name).await;
         };
-        match fresh {
-            Some(loader) => {
-                let mut data = Data::default();
-                data.insert(loader);
-                next.run_with_data(ctx, operation_name, data).await
-            }
-            None => next.run(ctx, operation_name).await,
+        // The connection's access as last re-checked, when it has one (`None`: the
+        // credential is gone, and the fields answer `UNAUTHENTICATED`).
+        let access = match ctx.data_opt::<LiveAccess>() {
+            Some(LiveAccess(current)) => current.borrow().clone(),
+            None => Some(access.clone()),
+        };
+        let mut data = Data::default();
+        if let Some(access) = &access {
+            data.insert(crate::graphql::loader_for(db, access.clone()));
         }
+        data.insert(RequestAccess(access));
+        next.run_with_data(ctx, operation_name, data).await
     }
 }

@@ -20,13 +20,22 @@
 //!   is refused (HTTP 400); one that offers none speaks `graphql-transport-ws`.
 //! - The server pings every `WS_PING_INTERVAL_MS` (`ping`; legacy `ka`) and answers the
 //!   client's `ping` with `pong`.
+//! - **The caller is kept current** ([`Session`]): the `connection_init` credentials are
+//!   checked again, with the caller's memberships and roles, exactly as an HTTP request's
+//!   ([`crate::auth::check_credential`]), at the start of every operation (a burst of them
+//!   shares one check), when the event bus announces a change of the caller's credentials
+//!   or memberships (from any instance), when the token expires, and every
+//!   [`RECHECK_EVERY`] besides. A credential that is gone (revoked, expired, its user
+//!   deleted) closes the connection with `4403`; a changed role or membership applies to
+//!   the next operations and to the running subscriptions
+//!   ([`crate::graphql::access::LiveAccess`]).
 //!
 //! Outgoing messages go through one bounded queue: a client that does not read makes its
 //! operations wait, and their subscriptions then fall behind the event bus and are dropped,
 //! so a slow client never makes the server buffer without limit.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_graphql::parser::types::OperationType;
@@ -37,14 +46,16 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Map, Value};
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, mpsc, watch};
 use tracing::Instrument;
 
 use super::guard::{self, OperationSlot, Transport};
 use super::{finish_errors, AppState, Refusal};
-use crate::auth::{authenticate, ADMIN_SECRET_HEADER};
-use crate::error::AppError;
-use crate::graphql::access::Access;
+use crate::auth::{check_credential, ADMIN_SECRET_HEADER};
+use crate::db::sql_types::Timestamp;
+use crate::error::{AppError, AppResult};
+use crate::events::Event;
+use crate::graphql::access::{Access, LiveAccess};
 use crate::graphql::{access_of, with_subscription_data};
 use crate::observability::RequestId;
 
@@ -56,6 +67,15 @@ const OUTGOING_QUEUE: usize = 64;
 
 /// How long a closing connection waits for the client's close frame.
 const CLOSE_WAIT: Duration = Duration::from_secs(1);
+
+/// How often an open connection of a user re-checks its caller when nothing announced a
+/// change: the safety net for changes the event bus did not carry (a token revoked with the
+/// command line on SQLite, an edit of the database by hand). Announced changes and expiry
+/// take effect at once.
+pub const RECHECK_EVERY: Duration = Duration::from_secs(5);
+
+/// The close reason when the credential is gone.
+const CREDENTIAL_GONE: &str = "Forbidden: the credential was revoked or has expired";
 
 /// The two protocols.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -166,7 +186,9 @@ struct Connection {
     request_id: RequestId,
     protocol: Protocol,
     /// The caller, once `connection_init` was accepted.
-    access: Option<Arc<Access>>,
+    session: Option<Arc<Session>>,
+    /// The task that keeps a user's session current.
+    keeper: Option<tokio::task::AbortHandle>,
     /// Whether `connection_init` arrived.
     initialised: bool,
     operations: HashMap<String, Running>,
@@ -184,7 +206,8 @@ impl Connection {
             state,
             request_id,
             protocol,
-            access: None,
+            session: None,
+            keeper: None,
             initialised: false,
             operations: HashMap::new(),
             generation: 0,
@@ -206,6 +229,8 @@ impl Connection {
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ping.reset();
         let mut shutdown = self.state.shutdown.subscribe();
+        // The caller's access, once authenticated: the connection closes when it is gone.
+        let mut authority: Option<watch::Receiver<Option<Arc<Access>>>> = None;
         tracing::debug!("websocket opened");
         let closing = loop {
             let step = tokio::select! {
@@ -228,9 +253,13 @@ impl Connection {
                 _ = &mut init_deadline, if !self.initialised => {
                     Step::Close(4408, "Connection initialisation timeout".into())
                 }
-                _ = ping.tick(), if ping_every.is_some() && self.access.is_some() => {
+                _ = ping.tick(), if ping_every.is_some() && self.session.is_some() => {
                     self.send(self.protocol.keep_alive());
                     Step::Continue
+                }
+                _ = credential_gone(&mut authority) => {
+                    self.state.metrics.record_error(crate::observability::NO_OPERATION, "FORBIDDEN");
+                    Step::Close(4403, CREDENTIAL_GONE.into())
                 }
                 _ = stopping(&mut shutdown) => Step::Close(1001, "the server is shutting down".into()),
             };
@@ -240,6 +269,9 @@ impl Connection {
                     written = false;
                     break;
                 }
+            }
+            if authority.is_none() {
+                authority = self.session.as_ref().map(|session| session.current.subscribe());
             }
             match step {
                 Step::Continue if written => {}
@@ -305,29 +337,24 @@ impl Connection {
         }
         self.initialised = true;
         let credentials = Credentials::of(payload);
-        let deadline = self.state.config.limits.request_timeout;
-        let state = &self.state;
-        let resolved = tokio::time::timeout(deadline, async {
-            let viewer = authenticate(
-                &state.db,
-                state.config.admin_secret.as_deref(),
-                credentials.admin_secret.as_deref(),
-                credentials.authorization.as_deref(),
-            )
-            .await?;
-            access_of(&state.db, &viewer).await
-        })
-        .await;
-        match resolved {
-            Ok(Ok(Some(access))) => {
-                self.access = Some(access);
+        match resolve(&self.state, &credentials).await {
+            Ok(Some((access, expires_at))) => {
+                let user = access.user_id().is_some();
+                let session = Arc::new(Session::new(self.state.clone(), credentials, access, expires_at));
+                if user {
+                    // The admin secret cannot change while the server runs: nothing to keep.
+                    let changes = self.state.events.access_changes();
+                    let keeper = tokio::spawn(keep_current(session.clone(), changes).in_current_span());
+                    self.keeper = Some(keeper.abort_handle());
+                }
+                self.session = Some(session);
                 self.send(json!({"type": "connection_ack"}));
                 if self.protocol == Protocol::Legacy {
                     self.send(self.protocol.keep_alive());
                 }
                 Step::Continue
             }
-            Ok(Ok(None)) | Ok(Err(AppError::Unauthenticated(_))) => {
+            Ok(None) | Err(AppError::Unauthenticated(_)) => {
                 self.state.metrics.record_error(crate::observability::NO_OPERATION, "FORBIDDEN");
                 if self.protocol == Protocol::Legacy {
                     self.send(json!({"type": "connection_error", "payload": {
@@ -337,17 +364,18 @@ impl Connection {
                 }
                 Step::Close(4403, "Forbidden".into())
             }
-            Ok(Err(error)) => {
+            Err(AppError::Timeout(_)) => Step::Close(1011, "authentication did not finish in time".into()),
+            Err(error) => {
                 tracing::warn!(code = error.code(), "websocket authentication failed inside the server");
                 Step::Close(1011, "internal server error".into())
             }
-            Err(_) => Step::Close(1011, "authentication did not finish in time".into()),
         }
     }
 
     /// `subscribe` (legacy `start`): starts an operation.
     fn subscribe(&mut self, message: Map<String, Value>) -> Step {
-        let Some(access) = self.access.clone() else {
+        let asked = Instant::now();
+        let Some(session) = self.session.clone() else {
             return Step::Close(4401, "Unauthorized".into());
         };
         let id = match message.get("id").and_then(Value::as_str) {
@@ -378,7 +406,7 @@ impl Connection {
             operation(
                 self.state.clone(),
                 self.request_id.clone(),
-                access,
+                (session, asked),
                 request,
                 Reporter { id: id.clone(), generation, outgoing: self.outgoing.clone() },
             )
@@ -414,6 +442,159 @@ impl Connection {
     }
 }
 
+impl Drop for Connection {
+    /// However the connection ends, its session stops being kept current.
+    fn drop(&mut self) {
+        if let Some(keeper) = self.keeper.take() {
+            keeper.abort();
+        }
+    }
+}
+
+/// Completes when the connection's credential is gone; never before `connection_init`.
+async fn credential_gone(authority: &mut Option<watch::Receiver<Option<Arc<Access>>>>) {
+    let gone = match authority {
+        Some(current) => current.wait_for(Option::is_none).await.is_ok(),
+        None => false,
+    };
+    if !gone {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// Checks credentials and reads the caller's memberships, within the request deadline:
+/// the access and the token's expiry; `None` for none.
+async fn resolve(state: &AppState, credentials: &Credentials) -> AppResult<Option<(Arc<Access>, Option<Timestamp>)>> {
+    let checked = tokio::time::timeout(state.config.limits.request_timeout, async {
+        let credential = check_credential(
+            &state.db,
+            state.config.admin_secret.as_deref(),
+            credentials.admin_secret.as_deref(),
+            credentials.authorization.as_deref(),
+        )
+        .await?;
+        Ok(access_of(&state.db, &credential.viewer).await?.map(|access| (access, credential.expires_at)))
+    })
+    .await;
+    checked.unwrap_or_else(|_| Err(AppError::Timeout("the credential check did not finish in time".into())))
+}
+
+/// The caller of a connection, kept current: its `connection_init` credentials, checked
+/// again whenever it matters, and the access they give now ([`LiveAccess`] to the
+/// operations).
+struct Session {
+    state: AppState,
+    credentials: Credentials,
+    /// The caller's access; `None` once the credential is gone (for good).
+    current: watch::Sender<Option<Arc<Access>>>,
+    /// When the token expires, as last checked.
+    expires_at: Mutex<Option<Timestamp>>,
+    /// When the last successful check began. Checks run one at a time, in order.
+    checked: tokio::sync::Mutex<Option<Instant>>,
+}
+
+/// What a check found.
+enum Checked {
+    /// The credential holds; the caller's access now.
+    Valid(Arc<Access>),
+    /// The credential is gone: the connection closes with `4403`.
+    Gone,
+    /// The check failed (the database did not answer); nothing changed.
+    Failed(AppError),
+}
+
+impl Session {
+    fn new(state: AppState, credentials: Credentials, access: Arc<Access>, expires_at: Option<Timestamp>) -> Self {
+        Session {
+            state,
+            credentials,
+            current: watch::channel(Some(access)).0,
+            expires_at: Mutex::new(expires_at),
+            checked: tokio::sync::Mutex::new(Some(Instant::now())),
+        }
+    }
+
+    /// Checks the credentials again, with the caller's memberships and roles, unless a
+    /// check that began after `asked` already did (a burst of operations shares one).
+    async fn check(&self, asked: Instant) -> Checked {
+        let mut checked = self.checked.lock().await;
+        let Some(current) = self.current.borrow().clone() else { return Checked::Gone };
+        if checked.is_some_and(|began| began >= asked) {
+            return Checked::Valid(current);
+        }
+        let began = Instant::now();
+        match resolve(&self.state, &self.credentials).await {
+            Ok(Some((access, expires_at))) => {
+                *self.expires_at.lock().unwrap_or_else(|p| p.into_inner()) = expires_at;
+                self.current.send_if_modified(|current| {
+                    let changed = current.as_ref() != Some(&access);
+                    if changed {
+                        tracing::debug!("the websocket's caller changed roles or memberships");
+                        *current = Some(access.clone());
+                    }
+                    changed
+                });
+                *checked = Some(began);
+                Checked::Valid(access)
+            }
+            Ok(None) | Err(AppError::Unauthenticated(_)) => {
+                tracing::debug!("the websocket's credential is gone");
+                self.current.send_replace(None);
+                Checked::Gone
+            }
+            Err(error) => Checked::Failed(error),
+        }
+    }
+
+    /// When the token expires: the instant to check it again.
+    fn expiry(&self) -> Option<tokio::time::Instant> {
+        let at = (*self.expires_at.lock().unwrap_or_else(|p| p.into_inner()))?;
+        let left = (at.as_datetime() - chrono::Utc::now()).to_std().unwrap_or_default();
+        // A few milliseconds after, so the check finds it expired.
+        Some(tokio::time::Instant::now() + left + Duration::from_millis(5))
+    }
+}
+
+/// Keeps a user's session current while the connection is open: checks it when the bus
+/// announces a change concerning the caller (or falls behind), when the token expires, and
+/// every [`RECHECK_EVERY`]. Ends when the credential is gone.
+async fn keep_current(session: Arc<Session>, mut changes: broadcast::Receiver<Event>) {
+    let mut every = tokio::time::interval(RECHECK_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    every.reset();
+    loop {
+        let expiry = session.expiry();
+        let expired = async move {
+            match expiry {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            change = changes.recv() => match change {
+                Ok(event) => {
+                    let concerned = session.current.borrow().as_ref().is_some_and(|access| event.concerns(access));
+                    if !concerned {
+                        continue;
+                    }
+                }
+                // Fell behind: some may have concerned the caller.
+                Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => return,
+            },
+            _ = every.tick() => {}
+            _ = expired => {}
+        }
+        match session.check(Instant::now()).await {
+            Checked::Gone => return,
+            Checked::Failed(error) => {
+                tracing::warn!(code = error.code(), "could not re-check a websocket's credential")
+            }
+            Checked::Valid(_) => {}
+        }
+    }
+}
+
 /// Completes when the server begins to shut down.
 async fn stopping(shutdown: &mut tokio::sync::watch::Receiver<bool>) {
     if shutdown.wait_for(|stopping| *stopping).await.is_err() {
@@ -427,7 +608,7 @@ fn invalid() -> Step {
 
 /// The credentials of a `connection_init` payload: `authorization` and
 /// `x-iofold-admin-secret`, in any case, at its top level or in `headers`.
-#[derive(Debug, Default)]
+#[derive(Default)]
 struct Credentials {
     authorization: Option<String>,
     admin_secret: Option<String>,
@@ -472,12 +653,26 @@ impl Reporter {
 async fn operation(
     state: AppState,
     request_id: RequestId,
-    access: Arc<Access>,
+    (session, asked): (Arc<Session>, Instant),
     mut request: async_graphql::Request,
     reporter: Reporter,
 ) {
     let label = super::requested_label(&request);
-    if let Err(error) = state.persisted.resolve(&mut request) {
+    // The caller as they are now, as for an HTTP request.
+    let access = match session.check(asked).await {
+        Checked::Valid(access) => access,
+        // The connection closes with 4403.
+        Checked::Gone => return,
+        Checked::Failed(error) => {
+            let mut response =
+                async_graphql::Response::from_errors(vec![guard::coded_error(error.message(), error.code())]);
+            let codes = finish_errors(&mut response, &request_id);
+            state.metrics.record_operation(&label, Duration::ZERO, &codes);
+            reporter.send(Frame::Error(errors_json(&response))).await;
+            return;
+        }
+    };
+    if let Err(error) = state.persisted.resolve(&mut request, Some(&access)) {
         let mut response = async_graphql::Response::from_errors(vec![error]);
         let codes = finish_errors(&mut response, &request_id);
         state.metrics.record_operation(&label, Duration::ZERO, &codes);
@@ -486,7 +681,8 @@ async fn operation(
     }
     let started = Instant::now();
     let slot = Arc::new(OperationSlot::default());
-    let request = with_subscription_data(request, &state.db, access, &state.events);
+    let live = LiveAccess(session.current.subscribe());
+    let request = with_subscription_data(request, &state.db, access, &state.events).data(live);
     let request =
         crate::graphql::mutations::with_config(request, &state.config).data(slot.clone()).data(Transport::WebSocket);
     let mut stream = state.schema.execute_stream(request);

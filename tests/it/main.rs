@@ -11,5 +11,6 @@ mod graph;
 mod hardening;
 mod mutations;
 mod ops;
+mod security_ws;
 mod server;
 mod writes;

@@ -1050,7 +1050,9 @@ async fn remove_member_in(tx: &mut Tx<'_>, access: &Access, id: &str) -> AppResu
         return Err(AppError::bad_input("id", "the last owner stays: make another member owner first"));
     }
     tx.delete(members, id).await?;
-    Ok(Payload::new().value("deletedId", id.to_owned()))
+    // The removed membership rides along (no field shows it), so the member's open WebSocket
+    // connections hear of it ([`crate::events::Event::of_record`]).
+    Ok(Payload::new().value("deletedId", id.to_owned()).row("removedMember", member))
 }
 
 async fn create_api_token(ctx: ResolverContext<'_>) -> async_graphql::Result<Payload> {

@@ -41,7 +41,8 @@ pub const ROOT: Option<&str> = Some("Mutation");
 pub struct Secrets(pub SecretBox);
 
 /// Announces what a committed mutation wrote to the subscriptions watching it (jobs,
-/// executions and their steps: [`crate::events`]). Made from the resolver's context before
+/// executions and their steps: [`crate::events`]), and changed memberships and revoked
+/// tokens to the open WebSocket connections. Made from the resolver's context before
 /// the write; used after the transaction committed. Without an event bus in the request
 /// (outside the server) it does nothing.
 pub struct Announcer<'a> {

@@ -6,3 +6,4 @@ pub mod app;
 pub mod db;
 pub mod fixtures;
 pub mod http;
+pub mod ws;
