@@ -11,4 +11,5 @@ mod graph;
 mod hardening;
 mod mutations;
 mod ops;
+mod security_input;
 mod server;
