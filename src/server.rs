@@ -1105,6 +1105,7 @@ pub mod guard {
             check_variables(operation, &variables)?;
             check_limits(document, &ctx.schema_env.registry, &variables, &self.limits)?;
             check_strings(document, &variables)?;
+            crate::graphql::ints::check(document, &ctx.schema_env.registry, &variables)?;
             Ok((label, operation.ty))
         }
     }
