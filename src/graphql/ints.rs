@@ -15,8 +15,16 @@ use crate::graphql::schema::BIG_INT;
 
 /// Refuses integers out of the range of their `Int` (or `BigInt`) argument or input field.
 pub fn check(document: &ExecutableDocument, registry: &Registry, variables: &Variables) -> Result<(), ServerError> {
-    let mut walker = Walker { document, registry, variables, visited: Vec::new() };
     for (_, operation) in document.operations.iter() {
+        // Variables not given take their defaults (`query($n: Int = 3000000000)`).
+        let mut given = variables.clone();
+        for definition in &operation.node.variable_definitions {
+            let definition = &definition.node;
+            if let (false, Some(default)) = (given.contains_key(&definition.name.node), &definition.default_value) {
+                given.insert(definition.name.node.clone(), default.node.clone());
+            }
+        }
+        let mut walker = Walker { document, registry, variables: &given, visited: Vec::new() };
         let root = match operation.node.ty {
             OperationType::Query => Some(registry.query_type.as_str()),
             OperationType::Mutation => registry.mutation_type.as_deref(),

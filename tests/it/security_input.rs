@@ -251,11 +251,11 @@ both_backends! {
         let token = live.token().await;
         let mut first = websocket_from(&live, "127.0.0.1").await.expect("the first opens");
         let _second = websocket_from(&live, "127.0.0.1").await.expect("the second opens");
-        let (status, body) = websocket_from(&live, "127.0.0.1").await.err().expect("a third is refused");
+        let (status, body) = websocket_from(&live, "127.0.0.1").await.expect_err("a third is refused");
         assert_eq!(status, 429, "{body}");
         assert!(body.contains("TOO_MANY_CONNECTIONS"), "{body}");
         let _other = websocket_from(&live, "127.0.0.2").await.expect("another address opens");
-        let (status, body) = websocket_from(&live, "127.0.0.3").await.err().expect("over the cap in all");
+        let (status, body) = websocket_from(&live, "127.0.0.3").await.expect_err("over the cap in all");
         assert_eq!(status, 503, "{body}");
 
         // Authenticated WebSockets do not count: after its acknowledgement the first one's
@@ -419,6 +419,8 @@ both_backends! {
         let literal = format!("mutation {{ updateJob(id: \"{job}\", patch: {{priority: 2147483648}}) {{ job {{ priority }} }} }}");
         assert_bad_input(&t.run(&literal, json!({})).await, "patch.priority");
         let response = t.run("query($ws: ID!) { jobs(workspaceId: $ws, first: 4294967296) { totalCount } }", json!({"ws": t.workspace_a})).await;
+        assert_bad_input(&response, "first");
+        let response = t.run("query($ws: ID!, $n: Int = 4294967296) { jobs(workspaceId: $ws, first: $n) { totalCount } }", json!({"ws": t.workspace_a})).await;
         assert_bad_input(&response, "first");
         let response = t.run("query($ws: ID!, $f: JobFilter) { jobs(workspaceId: $ws, filter: $f) { totalCount } }",
             json!({"ws": t.workspace_a, "f": {"priority": {"in": [1, 3_000_000_000i64]}}})).await;
