@@ -494,7 +494,16 @@ fn sample(types: &std::collections::HashMap<String, Value>, ty: &Value, depth: u
                         .unwrap()
                         .iter()
                         .filter(|f| f["type"]["kind"] == "NON_NULL" && f["defaultValue"].is_null())
-                        .map(|f| (f["name"].as_str().unwrap().to_owned(), sample(types, &f["type"], depth + 1)))
+                        .map(|f| {
+                            let name = f["name"].as_str().unwrap();
+                            let value = match name {
+                                // JSON shapes and dates the model checks.
+                                "steps" | "nodes" | "edges" => json!([]),
+                                _ if name.ends_with("Date") => json!("2030-01-01"),
+                                _ => sample(types, &f["type"], depth + 1),
+                            };
+                            (name.to_owned(), value)
+                        })
                         .collect(),
                 ),
                 Some("INPUT_OBJECT") => json!({}),
@@ -616,6 +625,86 @@ both_backends! {
         }
         assert!(mutations_with_ids >= 80, "only {mutations_with_ids} mutations take an id");
         assert!(compared >= mutations_with_ids, "{compared} comparisons");
+
+        // Ids inside an input object (`createTrace(input: {workspaceId, agentVersionId})`):
+        // the same answer, byte for byte, for another tenant's row and a missing one.
+        let mut in_inputs = 0;
+        let mut not_found = 0;
+        for field in mutation["fields"].as_array().unwrap() {
+            let name = field["name"].as_str().unwrap();
+            for arg in field["args"].as_array().unwrap() {
+                let input = &types[named(&arg["type"])];
+                if input["kind"] != "INPUT_OBJECT" || arg["type"]["kind"] == "LIST" || arg["type"]["ofType"]["kind"] == "LIST" {
+                    continue;
+                }
+                let arg_name = arg["name"].as_str().unwrap();
+                let fields = input["inputFields"].as_array().unwrap();
+                for id_field in fields.iter().filter(|f| named(&f["type"]) == "ID") {
+                    let field_name = id_field["name"].as_str().unwrap();
+                    let Some(stem) = field_name.strip_suffix("Id") else { continue };
+                    let type_name = format!("{}{}", stem[..1].to_uppercase(), &stem[1..]);
+                    // `parentVersionId` and the like name a type only through the catalog.
+                    let Some(table) = by_type.get(type_name.as_str()).copied() else { continue };
+                    // Global rows (tools) are everyone's to reference.
+                    if matches!(table.name, "tools" | "eval_llm_cache") {
+                        continue;
+                    }
+                    let foreign = &t.theirs[table.name];
+                    let uuid = uuid::Uuid::now_v7();
+                    let missing = if foreign.contains('-') {
+                        format!("{}_{}", table.id_prefix, uuid)
+                    } else {
+                        format!("{}_{}", table.id_prefix, uuid.simple())
+                    };
+                    let mut object = match sample(&types, &arg["type"], 0) {
+                        Value::Object(object) => object,
+                        _ => continue,
+                    };
+                    for other in fields.iter().filter(|f| named(&f["type"]) == "ID" && f["type"]["kind"] == "NON_NULL") {
+                        let other_name = other["name"].as_str().unwrap();
+                        if let Some(other_table) = other_name
+                            .strip_suffix("Id")
+                            .and_then(|stem| by_type.get(format!("{}{}", stem[..1].to_uppercase(), &stem[1..]).as_str()))
+                        {
+                            object.insert(other_name.to_owned(), json!(own[other_table.name]));
+                        }
+                    }
+                    let mut variables = serde_json::Map::new();
+                    for a in field["args"].as_array().unwrap() {
+                        let a_name = a["name"].as_str().unwrap();
+                        if a_name != arg_name && a["type"]["kind"] == "NON_NULL" && a["defaultValue"].is_null() {
+                            let value = if named(&a["type"]) == "ID" { json!(own[table_of(field, a_name).name]) } else { sample(&types, &a["type"], 0) };
+                            variables.insert(a_name.to_owned(), value);
+                        }
+                    }
+                    let used: Vec<&Value> = field["args"].as_array().unwrap().iter().filter(|a| a["name"] == arg_name || variables.contains_key(a["name"].as_str().unwrap())).collect();
+                    let declared: Vec<String> = used.iter().map(|a| format!("${}: {}", a["name"].as_str().unwrap(), type_text(&a["type"]))).collect();
+                    let passed: Vec<String> = used.iter().map(|a| format!("{0}: ${0}", a["name"].as_str().unwrap())).collect();
+                    let query = format!("mutation({}) {{ {name}({}) {{ __typename }} }}", declared.join(", "), passed.join(", "));
+                    let answer = |id: &String| {
+                        let mut variables = variables.clone();
+                        let mut object = object.clone();
+                        object.insert(field_name.to_owned(), json!(id));
+                        variables.insert(arg_name.to_owned(), Value::Object(object));
+                        t.run(&query, Value::Object(variables))
+                    };
+                    let theirs = answer(foreign).await;
+                    let nothing = answer(&missing).await;
+                    assert!(theirs.body.get("errors").is_some(), "{name}({arg_name}.{field_name}) with another tenant's row succeeded: {}", theirs.body);
+                    let theirs_text = theirs.body.to_string().replace(foreign.as_str(), "<id>");
+                    let nothing_text = nothing.body.to_string().replace(missing.as_str(), "<id>");
+                    assert_eq!(theirs_text, nothing_text, "{name}({arg_name}.{field_name}): another tenant's {} and a missing one differ", table.name);
+                    in_inputs += 1;
+                    if theirs.error_code() == Some("NOT_FOUND") {
+                        not_found += 1;
+                    } else {
+                        eprintln!("{name}({arg_name}.{field_name}): {}", theirs.body["errors"][0]);
+                    }
+                }
+            }
+        }
+        assert!(in_inputs >= 40, "only {in_inputs} ids in inputs");
+        assert_eq!(not_found, in_inputs, "every id in an input reaches the reference check (see the lines above)");
         // The caller's own workspace still works (the test did not just refuse everything).
         let own = t.run("mutation($ws: ID!) { addWorkspaceMember(workspaceId: $ws, email: \"new@example.com\") { workspaceMember { role } } }",
             json!({"ws": t.workspace_a})).await;
