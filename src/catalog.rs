@@ -65,10 +65,23 @@ pub struct Column {
     pub max: Option<f64>,
     /// What it holds (the API's field description).
     pub doc: &'static str,
+    /// An integer that may need 64 bits: the API's `BigInt` (other integers are GraphQL's
+    /// 32-bit `Int`).
+    pub big: bool,
 }
 
 const fn col(name: &'static str, kind: Kind) -> Column {
-    Column { name, kind, nullable: false, has_default: false, references: None, min: None, max: None, doc: "" }
+    Column {
+        name,
+        kind,
+        nullable: false,
+        has_default: false,
+        references: None,
+        min: None,
+        max: None,
+        doc: "",
+        big: false,
+    }
 }
 
 impl Column {
@@ -91,6 +104,10 @@ impl Column {
     }
     const fn min(mut self, min: f64) -> Self {
         self.min = Some(min);
+        self
+    }
+    const fn big(mut self) -> Self {
+        self.big = true;
         self
     }
     const fn doc(mut self, doc: &'static str) -> Self {
@@ -364,8 +381,8 @@ pub static TABLES: &[Table] = &[
             col("metadata", Kind::Json).nullable().doc("Metadata."),
             col("steps", Kind::Json).doc("Array of steps."),
             col("spans", Kind::Json).nullable().doc("OpenInference spans."),
-            col("total_tokens", Kind::Int).nullable().min(0.0).doc("Total tokens."),
-            col("total_duration_ms", Kind::Int).nullable().min(0.0).doc("Total duration ms."),
+            col("total_tokens", Kind::Int).nullable().min(0.0).big().doc("Total tokens."),
+            col("total_duration_ms", Kind::Int).nullable().min(0.0).big().doc("Total duration ms."),
             col("span_count", Kind::Int).nullable().min(0.0).doc("Span count."),
             col("raw_data", Kind::Json).nullable().doc("Raw data."),
             col("input_preview", Kind::Text).nullable().doc("First 200 characters, computed on import."),
@@ -671,8 +688,8 @@ pub static TABLES: &[Table] = &[
             col("prompt_hash", Kind::Text).doc("SHA-256 of prompt and model."),
             col("model", Kind::Text).doc("Model."),
             col("response_text", Kind::Text).doc("Response text."),
-            col("tokens_input", Kind::Int).nullable().min(0.0).doc("Tokens input."),
-            col("tokens_output", Kind::Int).nullable().min(0.0).doc("Tokens output."),
+            col("tokens_input", Kind::Int).nullable().min(0.0).big().doc("Tokens input."),
+            col("tokens_output", Kind::Int).nullable().min(0.0).big().doc("Tokens output."),
             col("cost_usd", Kind::Real).nullable().doc("Cost usd."),
             col("expires_at", Kind::Timestamp).nullable().doc("Expires at."),
             col("created_at", Kind::Timestamp).defaulted().doc("When the row was created; never changes."),
@@ -961,7 +978,7 @@ pub static TABLES: &[Table] = &[
             col("taskset_id", Kind::Text).nullable().references("tasksets", OnDelete::SetNull).doc("References `tasksets` (set to null when it is deleted)."),
             col("train_split", Kind::Real).defaulted().range(0.0, 1.0).doc("0..1, default 0.7."),
             col("val_split", Kind::Real).defaulted().range(0.0, 1.0).doc("0..1, default 0.3; train + val ≤ 1, the rest is the test split."),
-            col("random_seed", Kind::Int).nullable().doc("Random seed."),
+            col("random_seed", Kind::Int).nullable().big().doc("Random seed."),
             col("started_at", Kind::Timestamp).nullable().doc("Started at."),
             col("completed_at", Kind::Timestamp).nullable().doc("Completed at."),
             col("created_at", Kind::Timestamp).defaulted().doc("When the row was created; never changes."),
@@ -1075,8 +1092,8 @@ pub static TABLES: &[Table] = &[
             col("tool_name", Kind::Text).nullable().doc("Tool name."),
             col("tool_error", Kind::Text).nullable().doc("Tool error."),
             col("latency_ms", Kind::Int).nullable().min(0.0).doc("Latency ms."),
-            col("tokens_input", Kind::Int).nullable().min(0.0).doc("Tokens input."),
-            col("tokens_output", Kind::Int).nullable().min(0.0).doc("Tokens output."),
+            col("tokens_input", Kind::Int).nullable().min(0.0).big().doc("Tokens input."),
+            col("tokens_output", Kind::Int).nullable().min(0.0).big().doc("Tokens output."),
             col("timestamp", Kind::Timestamp).doc("Timestamp."),
             col("created_at", Kind::Timestamp).defaulted().doc("When the row was created; never changes."),
             col("updated_at", Kind::Timestamp).defaulted().doc("When the row last changed; stamped by the server on every update."),

@@ -149,6 +149,41 @@ pub struct ServerArgs {
     #[arg(long, env = "APQ_MAX_QUERY_BYTES", default_value_t = defaults::APQ_MAX_QUERY_BYTES, global = true,
           value_parser = clap::value_parser!(u32).range(1..=16_777_216))]
     pub apq_max_query_bytes: u32,
+
+    /// How long a client may take to send a request's headers, in milliseconds, counted
+    /// from when the server waits for the request (a new connection, or the next request on
+    /// a kept-alive one): a slower or silent client is disconnected.
+    #[arg(long, env = "HTTP_HEADER_TIMEOUT_MS", default_value_t = defaults::HTTP_HEADER_TIMEOUT_MS, global = true,
+          value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
+    pub http_header_timeout_ms: u64,
+
+    /// How long a connection may read and write nothing while no request is handled, in
+    /// milliseconds; then it is closed.
+    #[arg(long, env = "HTTP_IDLE_TIMEOUT_MS", default_value_t = defaults::HTTP_IDLE_TIMEOUT_MS, global = true,
+          value_parser = clap::value_parser!(u64).range(1..=86_400_000))]
+    pub http_idle_timeout_ms: u64,
+
+    /// The most connections open at once (WebSockets included); one more is refused (503).
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = defaults::MAX_CONNECTIONS, global = true,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_connections: u32,
+
+    /// The most connections open at once from one client address; one more is refused (429).
+    #[arg(long, env = "MAX_CONNECTIONS_PER_CLIENT", default_value_t = defaults::MAX_CONNECTIONS_PER_CLIENT,
+          global = true, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_connections_per_client: u32,
+
+    /// The most WebSockets waiting for their `connection_init` to be accepted, in all.
+    #[arg(long, env = "MAX_UNAUTHENTICATED_WEBSOCKETS", default_value_t = defaults::MAX_UNAUTHENTICATED_WEBSOCKETS,
+          global = true, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_unauthenticated_websockets: u32,
+
+    /// The most WebSockets waiting for their `connection_init` to be accepted, per client
+    /// address.
+    #[arg(long, env = "MAX_UNAUTHENTICATED_WEBSOCKETS_PER_CLIENT",
+          default_value_t = defaults::MAX_UNAUTHENTICATED_WEBSOCKETS_PER_CLIENT, global = true,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_unauthenticated_websockets_per_client: u32,
 }
 
 /// The defaults of [`ServerArgs`] (the API contract's limits).
@@ -183,6 +218,18 @@ pub mod defaults {
     pub const APQ_CACHE_SIZE: u32 = 1000;
     /// Longest persisted query: 64 KiB.
     pub const APQ_MAX_QUERY_BYTES: u32 = 64 * 1024;
+    /// Request headers must be complete within 10 s.
+    pub const HTTP_HEADER_TIMEOUT_MS: u64 = 10_000;
+    /// A connection idle for 60 s is closed.
+    pub const HTTP_IDLE_TIMEOUT_MS: u64 = 60_000;
+    /// Open connections in all.
+    pub const MAX_CONNECTIONS: u32 = 4096;
+    /// Open connections per client address.
+    pub const MAX_CONNECTIONS_PER_CLIENT: u32 = 256;
+    /// WebSockets before `connection_init`, in all.
+    pub const MAX_UNAUTHENTICATED_WEBSOCKETS: u32 = 256;
+    /// WebSockets before `connection_init`, per client address.
+    pub const MAX_UNAUTHENTICATED_WEBSOCKETS_PER_CLIENT: u32 = 16;
 }
 
 impl Default for ServerArgs {
@@ -206,6 +253,12 @@ impl Default for ServerArgs {
             event_bus_capacity: defaults::EVENT_BUS_CAPACITY,
             apq_cache_size: defaults::APQ_CACHE_SIZE,
             apq_max_query_bytes: defaults::APQ_MAX_QUERY_BYTES,
+            http_header_timeout_ms: defaults::HTTP_HEADER_TIMEOUT_MS,
+            http_idle_timeout_ms: defaults::HTTP_IDLE_TIMEOUT_MS,
+            max_connections: defaults::MAX_CONNECTIONS,
+            max_connections_per_client: defaults::MAX_CONNECTIONS_PER_CLIENT,
+            max_unauthenticated_websockets: defaults::MAX_UNAUTHENTICATED_WEBSOCKETS,
+            max_unauthenticated_websockets_per_client: defaults::MAX_UNAUTHENTICATED_WEBSOCKETS_PER_CLIENT,
         }
     }
 }
@@ -257,6 +310,42 @@ impl PersistedQueries {
         PersistedQueries {
             cache_size: args.apq_cache_size as usize,
             max_query_bytes: args.apq_max_query_bytes as usize,
+        }
+    }
+}
+
+/// What bounds connections: timeouts and caps ([`crate::server::conn`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// How long the headers of a request may take (from when the server waits for it).
+    pub header_timeout: Duration,
+    /// How long a connection may be idle (no request handled, nothing read or written).
+    pub idle_timeout: Duration,
+    /// Open connections in all.
+    pub max_connections: usize,
+    /// Open connections per client address.
+    pub max_connections_per_client: usize,
+    /// WebSockets before an accepted `connection_init`, in all.
+    pub max_unauthenticated_websockets: usize,
+    /// WebSockets before an accepted `connection_init`, per client address.
+    pub max_unauthenticated_websockets_per_client: usize,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        ConnectionLimits::from_args(&ServerArgs::default())
+    }
+}
+
+impl ConnectionLimits {
+    fn from_args(args: &ServerArgs) -> Self {
+        ConnectionLimits {
+            header_timeout: Duration::from_millis(args.http_header_timeout_ms),
+            idle_timeout: Duration::from_millis(args.http_idle_timeout_ms),
+            max_connections: args.max_connections as usize,
+            max_connections_per_client: args.max_connections_per_client as usize,
+            max_unauthenticated_websockets: args.max_unauthenticated_websockets as usize,
+            max_unauthenticated_websockets_per_client: args.max_unauthenticated_websockets_per_client as usize,
         }
     }
 }
@@ -350,6 +439,8 @@ pub struct Config {
     pub subscriptions: Subscriptions,
     /// Apollo automatic persisted queries.
     pub persisted_queries: PersistedQueries,
+    /// Connection timeouts and caps.
+    pub connections: ConnectionLimits,
 }
 
 impl Config {
@@ -401,6 +492,7 @@ impl Config {
                 metrics: server.metrics,
                 subscriptions: Subscriptions::from_args(server),
                 persisted_queries: PersistedQueries::from_args(server),
+                connections: ConnectionLimits::from_args(server),
             }),
             _ => Err(ConfigError(problems)),
         }
@@ -549,5 +641,49 @@ mod tests {
         assert!(parse(&["--event-bus-capacity", "0"]).unwrap_err().contains("event-bus-capacity"));
         assert!(parse(&["--ws-ping-interval-ms", "soon"]).unwrap_err().contains("ws-ping-interval-ms"));
         assert!(parse(&["--apq-cache-size", "many"]).unwrap_err().contains("apq-cache-size"));
+    }
+
+    #[test]
+    fn connection_limits() {
+        let config = parse(&[]).unwrap();
+        assert_eq!(
+            config.connections,
+            ConnectionLimits {
+                header_timeout: Duration::from_secs(10),
+                idle_timeout: Duration::from_secs(60),
+                max_connections: 4096,
+                max_connections_per_client: 256,
+                max_unauthenticated_websockets: 256,
+                max_unauthenticated_websockets_per_client: 16,
+            }
+        );
+        let config = parse(&[
+            "--http-header-timeout-ms",
+            "1000",
+            "--http-idle-timeout-ms",
+            "2000",
+            "--max-connections",
+            "10",
+            "--max-connections-per-client",
+            "3",
+            "--max-unauthenticated-websockets",
+            "5",
+            "--max-unauthenticated-websockets-per-client",
+            "2",
+        ])
+        .unwrap();
+        assert_eq!(
+            config.connections,
+            ConnectionLimits {
+                header_timeout: Duration::from_secs(1),
+                idle_timeout: Duration::from_secs(2),
+                max_connections: 10,
+                max_connections_per_client: 3,
+                max_unauthenticated_websockets: 5,
+                max_unauthenticated_websockets_per_client: 2,
+            }
+        );
+        assert!(parse(&["--http-header-timeout-ms", "0"]).unwrap_err().contains("http-header-timeout-ms"));
+        assert!(parse(&["--max-connections", "0"]).unwrap_err().contains("max-connections"));
     }
 }

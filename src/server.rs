@@ -30,6 +30,7 @@
 //! one is an internal error: its detail is logged with the request id and the client gets
 //! `INTERNAL_SERVER_ERROR` with `extensions.requestId` only.
 
+pub mod conn;
 pub mod graphiql;
 pub mod ws;
 
@@ -79,6 +80,8 @@ pub struct AppState {
     pub persisted: Arc<PersistedQueries>,
     /// Set to `true` when the server shuts down: WebSocket connections close (`1001`).
     pub shutdown: Arc<tokio::sync::watch::Sender<bool>>,
+    /// Open connections and unauthenticated WebSockets, per client and in all ([`conn`]).
+    pub connections: Arc<conn::Connections>,
 }
 
 impl AppState {
@@ -93,6 +96,7 @@ impl AppState {
             events: EventBus::new(&config.database_url, config.subscriptions.event_capacity),
             persisted: Arc::new(PersistedQueries::new(&config.persisted_queries)),
             shutdown: Arc::new(tokio::sync::watch::channel(false).0),
+            connections: Arc::new(conn::Connections::new(&config.connections)),
             config: Arc::new(config),
             metrics: Arc::new(Metrics::default()),
             rate_limiter,
@@ -732,12 +736,18 @@ pub async fn serve_on(
             websockets.send_replace(true);
         }
     };
-    let server =
-        std::future::IntoFuture::into_future(axum::serve(listener, router(state)).with_graceful_shutdown(signal));
+    // Connections are served by [`conn::accept_loop`] (header and idle timeouts, caps).
+    let (accepting, accept_stop) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        signal.await;
+        let _ = accepting.send(true);
+    });
+    let connections = state.connections.clone();
+    let server = conn::accept_loop(listener, router(state), connections, accept_stop);
     let mut server = std::pin::pin!(server);
     let mut cut_off = false;
     tokio::select! {
-        result = &mut server => result?,
+        _ = &mut server => {},
         _ = async {
             let _ = stop.wait_for(|stopping| *stopping).await;
             tokio::time::sleep(grace).await;
@@ -1128,6 +1138,7 @@ pub mod guard {
             check_variables(operation, &variables)?;
             check_limits(document, &ctx.schema_env.registry, &variables, &self.limits)?;
             check_strings(document, &variables)?;
+            crate::graphql::ints::check(document, &ctx.schema_env.registry, &variables)?;
             Ok((label, operation.ty))
         }
     }

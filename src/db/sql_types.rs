@@ -60,6 +60,17 @@ impl Timestamp {
         DateTime::parse_from_rfc3339(text).map(|at| Self::from_datetime(at.with_timezone(&Utc)))
     }
 
+    /// Parses a timestamp given by a client: RFC 3339 whose UTC year is 0000–9999 (the
+    /// years the fixed-width text form holds; PostgreSQL and SQLite then order and compare
+    /// alike). The error says what is wrong.
+    pub fn parse_input(text: &str) -> Result<Self, String> {
+        let at = Self::parse(text).map_err(|e| format!("not an RFC 3339 date-time ({e})"))?;
+        if !(0..=9999).contains(&chrono::Datelike::year(&at.0)) {
+            return Err("outside the years 0000–9999 (UTC)".into());
+        }
+        Ok(at)
+    }
+
     /// The one fixed-width text form: `YYYY-MM-DDTHH:MM:SS.ffffffZ`.
     pub fn to_text(&self) -> String {
         self.0.to_rfc3339_opts(SecondsFormat::Micros, true)
@@ -187,5 +198,9 @@ mod tests {
         assert_eq!(whole.to_text(), "2026-01-02T03:04:05.000000Z");
         assert_eq!(Timestamp::now().to_text().len(), 27);
         assert!(Timestamp::parse("2026-01-02 03:04:05").is_err());
+        assert!(Timestamp::parse_input("9999-12-31T23:59:59.999999Z").is_ok());
+        assert!(Timestamp::parse_input("0000-01-01T00:00:00Z").is_ok());
+        assert!(Timestamp::parse_input("9999-12-31T23:59:59-01:00").is_err());
+        assert!(Timestamp::parse_input("0000-01-01T00:00:00+01:00").is_err());
     }
 }

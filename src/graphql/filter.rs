@@ -6,6 +6,14 @@
 //! ASCII case, both with `%` and `_` wildcards and `\` as escape; JSON `contains` matches
 //! when every top-level key of the given object is present with an exactly equal value
 //! (JSON types included; numbers compare as numbers), `hasKey` when the object has the key.
+//!
+//! Filters are bounded so that any filter the API accepts is one both databases can run
+//! (SQLite's expression depth and bound-parameter limits, PostgreSQL's 65,535 parameters):
+//! at most [`MAX_CONDITIONS`] conditions (each operator on a column, each key of a
+//! `contains`, each element of an `and`/`or`), `and`/`or`/`not` nested at most
+//! [`MAX_NESTING`] deep, at most [`MAX_LIST_VALUES`] values in one `in`/`notIn` list and
+//! [`MAX_FILTER_VALUES`] in all lists of a filter. Beyond: `BAD_USER_INPUT` naming the
+//! field. A `like`/`ilike` pattern ending in a lone `\` matches a backslash there.
 
 use async_graphql::Value as GqlValue;
 
@@ -23,6 +31,7 @@ pub fn filter_type(table: &Table, column: &Column) -> String {
     match column.kind {
         Kind::Id => "IDFilter".into(),
         Kind::Text | Kind::Date => "StringFilter".into(),
+        Kind::Int if column.big => "BigIntFilter".into(),
         Kind::Int => "IntFilter".into(),
         Kind::Real => "FloatFilter".into(),
         Kind::Bool => "BooleanFilter".into(),
@@ -32,8 +41,67 @@ pub fn filter_type(table: &Table, column: &Column) -> String {
     }
 }
 
+/// The most conditions in one filter.
+pub const MAX_CONDITIONS: usize = 200;
+/// The deepest nesting of `and`, `or` and `not`.
+pub const MAX_NESTING: usize = 10;
+/// The most values in one `in` / `notIn` list.
+pub const MAX_LIST_VALUES: usize = 1000;
+/// The most values in all `in` / `notIn` lists of a filter.
+pub const MAX_FILTER_VALUES: usize = 5000;
+
+/// What a filter has used of its bounds so far.
+#[derive(Default)]
+struct Budget {
+    conditions: usize,
+    values: usize,
+}
+
+impl Budget {
+    fn condition(&mut self, n: usize, path: &str) -> AppResult<()> {
+        self.conditions += n;
+        if self.conditions > MAX_CONDITIONS {
+            return Err(AppError::bad_input(
+                path,
+                format!("a filter may hold at most {MAX_CONDITIONS} conditions (operators, `contains` keys, `and`/`or` elements)"),
+            ));
+        }
+        Ok(())
+    }
+
+    fn values(&mut self, n: usize, path: &str) -> AppResult<()> {
+        if n > MAX_LIST_VALUES {
+            return Err(AppError::bad_input(
+                path,
+                format!("a list may hold at most {MAX_LIST_VALUES} values, not {n}"),
+            ));
+        }
+        self.values += n;
+        if self.values > MAX_FILTER_VALUES {
+            return Err(AppError::bad_input(
+                path,
+                format!("the lists of a filter may hold at most {MAX_FILTER_VALUES} values in all"),
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Parses a `<Type>Filter` value.
 pub fn parse(table: &'static Table, value: &GqlValue, path: &str) -> AppResult<Cond> {
+    parse_within(table, value, path, &mut Budget::default(), 0)
+}
+
+fn parse_within(
+    table: &'static Table,
+    value: &GqlValue,
+    path: &str,
+    budget: &mut Budget,
+    nesting: usize,
+) -> AppResult<Cond> {
+    if nesting > MAX_NESTING {
+        return Err(AppError::bad_input(path, format!("`and`, `or` and `not` may nest at most {MAX_NESTING} deep")));
+    }
     let fields = match value {
         GqlValue::Null => return Ok(Cond::True),
         GqlValue::Object(fields) => fields,
@@ -50,16 +118,17 @@ pub fn parse(table: &'static Table, value: &GqlValue, path: &str) -> AppResult<C
                     GqlValue::List(items) => items,
                     single => std::slice::from_ref(single),
                 };
+                budget.condition(items.len(), &here)?;
                 let parsed = items
                     .iter()
                     .enumerate()
-                    .map(|(i, item)| parse(table, item, &format!("{here}[{i}]")))
+                    .map(|(i, item)| parse_within(table, item, &format!("{here}[{i}]"), budget, nesting + 1))
                     .collect::<AppResult<Vec<_>>>()?;
                 conds.push(if name == "and" { Cond::all(parsed) } else { Cond::any(parsed) });
             }
             "not" => {
                 if !matches!(value, GqlValue::Null) {
-                    conds.push(Cond::Not(Box::new(parse(table, value, &here)?)));
+                    conds.push(Cond::Not(Box::new(parse_within(table, value, &here, budget, nesting + 1)?)));
                 }
             }
             field => {
@@ -67,14 +136,20 @@ pub fn parse(table: &'static Table, value: &GqlValue, path: &str) -> AppResult<C
                     table.columns.iter().find(|c| names::column_field(c) == field && !names::is_secret(c)).ok_or_else(
                         || AppError::bad_input(&here, format!("`{field}` is not a field of {}", table.type_name)),
                     )?;
-                conds.push(column_filter(table, column, value, &here)?);
+                conds.push(column_filter(table, column, value, &here, budget)?);
             }
         }
     }
     Ok(Cond::all(conds))
 }
 
-fn column_filter(table: &Table, column: &'static Column, value: &GqlValue, path: &str) -> AppResult<Cond> {
+fn column_filter(
+    table: &Table,
+    column: &'static Column,
+    value: &GqlValue,
+    path: &str,
+    budget: &mut Budget,
+) -> AppResult<Cond> {
     let ops = match value {
         GqlValue::Null => return Ok(Cond::True),
         GqlValue::Object(ops) => ops,
@@ -87,9 +162,13 @@ fn column_filter(table: &Table, column: &'static Column, value: &GqlValue, path:
         if matches!(operand, GqlValue::Null) {
             continue;
         }
+        budget.condition(1, &here)?;
         let one = |v: &GqlValue| bind(table, column, v, &here);
-        let list = |v: &GqlValue| match v {
-            GqlValue::List(items) => items.iter().map(one).collect::<AppResult<Vec<_>>>(),
+        let mut list = |v: &GqlValue| match v {
+            GqlValue::List(items) => {
+                budget.values(items.len(), &here)?;
+                items.iter().map(one).collect::<AppResult<Vec<_>>>()
+            }
             single => Ok(vec![one(single)?]),
         };
         conds.push(match op.as_str() {
@@ -105,14 +184,16 @@ fn column_filter(table: &Table, column: &'static Column, value: &GqlValue, path:
                 GqlValue::Boolean(null) => Cond::IsNull(col, *null),
                 _ => return Err(AppError::bad_input(&here, "`isNull` takes a boolean")),
             },
-            "like" => Cond::like(col, &text(operand, &here)?),
-            "ilike" => Cond::ILike(col, Bind::Text(text(operand, &here)?)),
+            "like" => Cond::like(col, &like_pattern(text(operand, &here)?)),
+            "ilike" => Cond::ILike(col, Bind::Text(like_pattern(text(operand, &here)?))),
             "hasKey" => Cond::JsonHasKey(col, Bind::Text(text(operand, &here)?)),
             "contains" => {
                 let object = match operand.clone().into_json() {
                     Ok(serde_json::Value::Object(object)) => object,
                     _ => return Err(AppError::bad_input(&here, "`contains` takes a JSON object")),
                 };
+                // Each key is one condition (`budget.condition` counted the first).
+                budget.condition(object.len().saturating_sub(1), &here)?;
                 Cond::all(
                     object
                         .into_iter()
@@ -124,6 +205,16 @@ fn column_filter(table: &Table, column: &'static Column, value: &GqlValue, path:
         });
     }
     Ok(Cond::all(conds))
+}
+
+/// A `LIKE` pattern both databases accept: a lone `\` at the end (an escape of nothing,
+/// an error on PostgreSQL) is a literal backslash.
+fn like_pattern(mut pattern: String) -> String {
+    let trailing = pattern.chars().rev().take_while(|c| *c == '\\').count();
+    if trailing % 2 == 1 {
+        pattern.push('\\');
+    }
+    pattern
 }
 
 fn text(value: &GqlValue, path: &str) -> AppResult<String> {
@@ -152,11 +243,17 @@ fn bind(table: &Table, column: &Column, value: &GqlValue, path: &str) -> AppResu
         (Kind::Enum(_), _) => return Err(bad("an enum value")),
         (Kind::Id | Kind::Text | Kind::Date, GqlValue::String(text)) => Bind::Text(text.clone()),
         (Kind::Int, GqlValue::Number(n)) => Bind::Int(n.as_i64().ok_or_else(|| bad("an integer"))?),
+        (Kind::Int, GqlValue::String(text)) if column.big => {
+            Bind::Int(text.parse().map_err(|_| bad("a 64-bit integer"))?)
+        }
         (Kind::Real, GqlValue::Number(n)) => Bind::Real(n.as_f64().ok_or_else(|| bad("a number"))?),
         (Kind::Bool, GqlValue::Boolean(b)) => Bind::Bool(*b),
-        (Kind::Timestamp, GqlValue::String(text)) => {
-            Bind::Timestamp(Timestamp::parse(text).map_err(|_| bad("an RFC 3339 date-time"))?)
-        }
+        (Kind::Timestamp, GqlValue::String(text)) => Bind::Timestamp(Timestamp::parse_input(text).map_err(|e| {
+            AppError::bad_input(
+                path,
+                format!("expected an RFC 3339 date-time for `{}`: {e}", names::column_field(column)),
+            )
+        })?),
         (Kind::Json, other) => Bind::Json(Json(other.clone().into_json().map_err(|_| bad("JSON"))?)),
         _ => return Err(bad("a value of the column's type")),
     })

@@ -180,7 +180,7 @@ pub fn bind_of(kind: Kind, value: &Value) -> Option<Bind> {
         Kind::Int => Bind::Int(value.as_i64()?),
         Kind::Real => Bind::Real(value.as_f64()?),
         Kind::Bool => Bind::Bool(value.as_bool()?),
-        Kind::Timestamp => Bind::Timestamp(Timestamp::parse(value.as_str()?).ok()?),
+        Kind::Timestamp => Bind::Timestamp(Timestamp::parse_input(value.as_str()?).ok()?),
         Kind::Json => Bind::Json(crate::db::sql_types::Json(value.clone())),
     })
 }

@@ -6,6 +6,7 @@
 pub mod access;
 pub mod analytics;
 pub mod filter;
+pub mod ints;
 pub mod lists;
 pub mod loader;
 pub mod mutations;

@@ -73,6 +73,7 @@ pub fn column_type(table: &Table, column: &Column) -> String {
     match column.kind {
         Kind::Id => TypeRef::ID.into(),
         Kind::Text | Kind::Date => TypeRef::STRING.into(),
+        Kind::Int if column.big => BIG_INT.into(),
         Kind::Int => TypeRef::INT.into(),
         Kind::Real => TypeRef::FLOAT.into(),
         Kind::Bool => TypeRef::BOOLEAN.into(),
@@ -558,6 +559,18 @@ fn edge(type_name: &'static str) -> Object {
         )
 }
 
+/// The scalar of integer columns that may need 64 bits.
+pub const BIG_INT: &str = "BigInt";
+
+/// Whether a value is a `BigInt`: a 64-bit integer, as a number or a decimal string.
+pub fn is_big_int(value: &GqlValue) -> bool {
+    match value {
+        GqlValue::Number(n) => n.as_i64().is_some(),
+        GqlValue::String(text) => text.trim().parse::<i64>().is_ok(),
+        _ => false,
+    }
+}
+
 /// Scalars, the `Node` interface, `PageInfo`, `OrderDirection` and the shared filters.
 fn register_shared(builder: SchemaBuilder) -> SchemaBuilder {
     let page_info = Object::new("PageInfo")
@@ -579,6 +592,11 @@ fn register_shared(builder: SchemaBuilder) -> SchemaBuilder {
                 .description("A point in time: RFC 3339 in UTC with microseconds, e.g. `2026-01-15T09:00:00.000000Z`. Input may use any offset."),
         )
         .register(Scalar::new("JSON").description("Any JSON value, sent as a value (not as a string)."))
+        .register(Scalar::new(BIG_INT).validator(is_big_int).description(
+            "A 64-bit signed integer (-9223372036854775808 to 9223372036854775807), for counts and \
+             measures that may pass 32 bits. Sent as a JSON number; accepted as a number or as a \
+             decimal string (JavaScript numbers are exact only up to 2^53 - 1).",
+        ))
         .register(page_info)
         .register(direction)
         .register(node);
@@ -612,6 +630,7 @@ fn register_shared(builder: SchemaBuilder) -> SchemaBuilder {
             ],
         ))
         .register(ordered("IntFilter", TypeRef::INT, &[]))
+        .register(ordered("BigIntFilter", BIG_INT, &[]))
         .register(ordered("FloatFilter", TypeRef::FLOAT, &[]))
         .register(ordered("DateTimeFilter", "DateTime", &[]))
         .register(

@@ -139,10 +139,20 @@ pub async fn upgrade(state: AppState, id: RequestId, mut parts: Parts) -> Respon
             return Refusal::new(StatusCode::BAD_REQUEST, "BAD_REQUEST", message).into_response(&state, &id);
         }
     };
+    // Counted among the unauthenticated WebSockets until `connection_init` is accepted.
+    let client = parts.extensions.get::<super::conn::ClientAddr>().map(|c| c.0);
+    let unauthenticated = match state.connections.unauthenticated_websockets.acquire(client) {
+        Ok(slot) => slot,
+        Err(full) => {
+            let message = super::conn::too_many_message(full);
+            return Refusal::new(full.status(), "TOO_MANY_CONNECTIONS", message).into_response(&state, &id);
+        }
+    };
     let span = tracing::info_span!("websocket", id = %id.as_str(), protocol = ?protocol);
     upgrade
         .on_upgrade(move |socket| {
-            let (connection, queue) = Connection::new(state, id, protocol);
+            let (mut connection, queue) = Connection::new(state, id, protocol);
+            connection.unauthenticated = Some(unauthenticated);
             connection.run(queue, socket).instrument(span)
         })
         .into_response()
@@ -196,6 +206,9 @@ struct Connection {
     outgoing: mpsc::Sender<Outgoing>,
     /// Messages to write, in order.
     pending: Vec<Message>,
+    /// The connection's place among the unauthenticated WebSockets, until
+    /// `connection_init` is accepted.
+    unauthenticated: Option<super::conn::Slot>,
 }
 
 impl Connection {
@@ -213,6 +226,7 @@ impl Connection {
             generation: 0,
             outgoing,
             pending: Vec::new(),
+            unauthenticated: None,
         };
         (connection, queue)
     }
@@ -348,6 +362,7 @@ impl Connection {
                     self.keeper = Some(keeper.abort_handle());
                 }
                 self.session = Some(session);
+                self.unauthenticated = None;
                 self.send(json!({"type": "connection_ack"}));
                 if self.protocol == Protocol::Legacy {
                     self.send(self.protocol.keep_alive());

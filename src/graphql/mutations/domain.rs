@@ -967,7 +967,8 @@ async fn add_member_in(
     role: &Value,
 ) -> AppResult<Payload> {
     let (workspaces, users, members) = (table("workspaces"), table("users"), table("workspace_members"));
-    if generic::workspace_of_id(tx, workspaces, workspace_id).await?.is_none() {
+    // Another tenant's workspace answers exactly like a missing one.
+    if access.role(workspace_id).is_none() || generic::workspace_of_id(tx, workspaces, workspace_id).await?.is_none() {
         return Err(reference_not_found(workspaces, "workspaceId", workspace_id));
     }
     // One membership change of a workspace at a time (the last-owner rule counts owners).

@@ -170,7 +170,16 @@ pub fn check(table: &Table, column: &Column, field: &str, value: Value) -> AppRe
             Ok(Value::String(stored))
         }
         Kind::Int => {
-            let n = value.as_i64().ok_or_else(|| bad("must be an integer".into()))?;
+            // A `BigInt` may also come as a decimal string (JavaScript loses precision past
+            // 2^53); `Int`s beyond 32 bits were refused when the request was validated.
+            let n = match &value {
+                Value::String(text) if column.big => text.trim().parse::<i64>().ok(),
+                _ => value.as_i64(),
+            };
+            let n =
+                n.ok_or_else(
+                    || bad(if column.big { "must be a 64-bit integer" } else { "must be an integer" }.into()),
+                )?;
             check_range(column, n as f64).map_err(bad)?;
             Ok(Value::from(n))
         }
@@ -185,7 +194,8 @@ pub fn check(table: &Table, column: &Column, field: &str, value: Value) -> AppRe
         }
         Kind::Timestamp => {
             let text = value.as_str().ok_or_else(|| bad("must be an RFC 3339 date-time".into()))?;
-            let at = Timestamp::parse(text).map_err(|_| bad(format!("must be an RFC 3339 date-time, not `{text}`")))?;
+            let at = Timestamp::parse_input(text)
+                .map_err(|e| bad(format!("must be an RFC 3339 date-time, not `{text}`: {e}")))?;
             Ok(Value::String(at.to_text()))
         }
         Kind::Json => {

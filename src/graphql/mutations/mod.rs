@@ -221,6 +221,16 @@ fn update_field(table: &'static Table) -> Field {
             let id = id_argument(&ctx)?;
             let object = ctx.args.try_get("patch")?.object()?;
             let mut changes = input::read(table, &policy::patch_columns(table), &object, "")?;
+            if !matches!(*access, crate::graphql::access::Access::Admin) {
+                if let Some(column) = policy::admin_only_patch_columns(table).iter().find(|c| changes.contains_key(**c))
+                {
+                    let field = names::camel(column);
+                    return Err(AppError::Forbidden(format!(
+                        "`{field}` is changed by the server admin only (an address must be proven before it is used)"
+                    ))
+                    .into());
+                }
+            }
             if table.name == "integrations" {
                 seal_api_key(&ctx, &object, &mut changes)?;
             }

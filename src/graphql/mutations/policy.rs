@@ -135,6 +135,16 @@ pub fn policy(table: &Table) -> Policy {
     }
 }
 
+/// Columns of a patch only the server admin may change: a user's `email` (a self-service
+/// change would let anyone claim an address they cannot prove is theirs, and receive what
+/// is meant for it, such as `addWorkspaceMember(email:)`).
+pub fn admin_only_patch_columns(table: &Table) -> &'static [&'static str] {
+    match table.name {
+        "users" => &["email"],
+        _ => &[],
+    }
+}
+
 /// The column that names a row's scope parent (its workspace or parent row), if any.
 pub fn scope_column(table: &Table) -> Option<&'static str> {
     match table.scope {
