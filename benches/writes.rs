@@ -261,7 +261,8 @@ async fn run(backend: &str, seconds: u64, client_counts: &[usize], pg_base: &str
         statements(http).await - before
     }
     let note_only = count_one(&mut http, &feedback[0], json!({"ratingDetail": "only the note"})).await;
-    let rating = count_one(&mut http, &feedback[0], json!({"rating": "NEGATIVE", "ratingDetail": "and the rating"})).await;
+    let rating =
+        count_one(&mut http, &feedback[0], json!({"rating": "NEGATIVE", "ratingDetail": "and the rating"})).await;
 
     println!("\n## {backend}: updateFeedback by id, server with default settings (pool {POOL}), {seconds} s per cell");
     println!(
