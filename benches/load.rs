@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 use iofold_graph::db::{Db, PoolOptions};
 use serde_json::{json, Value};
 
-use common::env_or;
+use common::{env_or, ms, percentile};
 use http::{Client, Server};
 
 /// The operations of the mix: name, weight (of 100), and whether its error code is expected.
@@ -142,17 +142,6 @@ struct Tally {
 fn rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.1}", d.as_secs_f64() * 1000.0)
-}
-
-fn percentile(sorted: &[Duration], q: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    sorted[((sorted.len() as f64 * q) as usize).min(sorted.len() - 1)]
 }
 
 /// Runs the load against one backend; returns whether it passed.

@@ -34,7 +34,7 @@ use iofold_graph::db::sql_types::Timestamp;
 use iofold_graph::db::{Backend, Db, PoolOptions};
 use serde_json::{json, Value};
 
-use common::env_or;
+use common::{env_or, ms, percentile};
 use http::{Client, Server};
 
 const SECRET: &str = "bench-admin-secret-0123456789";
@@ -50,17 +50,6 @@ const PAGE: &str = "query($ws: ID!) { traces(workspaceId: $ws, first: 50) { node
     feedback { rating } evalExecutions(first: 10) { nodes { predictedResult score eval { name } } } } } }";
 const RATINGS: [&str; 3] = ["POSITIVE", "NEGATIVE", "NEUTRAL"];
 
-fn ms(d: Duration) -> String {
-    format!("{:.2}", d.as_secs_f64() * 1000.0)
-}
-
-fn percentile(sorted: &[Duration], q: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    sorted[((sorted.len() as f64 * q) as usize).min(sorted.len() - 1)]
-}
-
 /// A cell's result: requests per second, p50, p99, errors.
 struct Cell {
     rps: f64,
@@ -70,7 +59,23 @@ struct Cell {
     first_error: Option<String>,
 }
 
+/// What a client task of a cell returns: its latencies and its errors.
+type Outcome = tokio::task::JoinHandle<(Vec<Duration>, Vec<String>)>;
+
 impl Cell {
+    /// Lets the clients run for `seconds`, stops them and gathers what they measured.
+    async fn after(tasks: Vec<Outcome>, stop: &AtomicBool, started: Instant, seconds: u64) -> Cell {
+        tokio::time::sleep(Duration::from_secs(seconds)).await;
+        stop.store(true, Ordering::Relaxed);
+        let (mut latencies, mut errors) = (Vec::new(), Vec::new());
+        for task in tasks {
+            let (l, e) = task.await.unwrap();
+            latencies.extend(l);
+            errors.extend(e);
+        }
+        Cell::of(latencies, started.elapsed(), errors)
+    }
+
     fn of(mut latencies: Vec<Duration>, elapsed: Duration, errors: Vec<String>) -> Cell {
         latencies.sort();
         Cell {
@@ -104,7 +109,7 @@ where
     let request = Arc::new(request);
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
-    let tasks: Vec<_> = (0..clients)
+    let tasks: Vec<Outcome> = (0..clients)
         .map(|client| {
             let (stop, request) = (stop.clone(), request.clone());
             tokio::spawn(async move {
@@ -124,15 +129,7 @@ where
             })
         })
         .collect();
-    tokio::time::sleep(Duration::from_secs(seconds)).await;
-    stop.store(true, Ordering::Relaxed);
-    let (mut latencies, mut errors) = (Vec::new(), Vec::new());
-    for task in tasks {
-        let (l, e) = task.await.unwrap();
-        latencies.extend(l);
-        errors.extend(e);
-    }
-    Cell::of(latencies, started.elapsed(), errors)
+    Cell::after(tasks, &stop, started, seconds).await
 }
 
 /// The floor: the same one-row update, `UPDATE feedback SET rating, rating_detail,
@@ -150,7 +147,7 @@ async fn floor(db: &Db, feedback: Arc<Vec<String>>, clients: usize, seconds: u64
     let stop = Arc::new(AtomicBool::new(false));
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
-    let tasks: Vec<_> = (0..clients)
+    let tasks: Vec<Outcome> = (0..clients)
         .map(|_| {
             let (db, stop, next, feedback) = (db.clone(), stop.clone(), next.clone(), feedback.clone());
             tokio::spawn(async move {
@@ -187,15 +184,7 @@ async fn floor(db: &Db, feedback: Arc<Vec<String>>, clients: usize, seconds: u64
             })
         })
         .collect();
-    tokio::time::sleep(Duration::from_secs(seconds)).await;
-    stop.store(true, Ordering::Relaxed);
-    let (mut latencies, mut errors) = (Vec::new(), Vec::new());
-    for task in tasks {
-        let (l, e) = task.await.unwrap();
-        latencies.extend(l);
-        errors.extend(e);
-    }
-    Cell::of(latencies, started.elapsed(), errors)
+    Cell::after(tasks, &stop, started, seconds).await
 }
 
 fn traces_json(prefix: &str, n: usize) -> Vec<Value> {
