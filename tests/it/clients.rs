@@ -3,16 +3,15 @@
 //! database, the GraphQL-over-HTTP rules (media types, statuses, methods), Apollo's
 //! automatic persisted queries, and GraphiQL served from the binary.
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::Request;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
 use iofold_graph::config::Config;
 use iofold_graph::db::{Backend, Db, PoolOptions};
 use iofold_graph::events::{Event, EventKind};
-use iofold_graph::server::{serve_on, AppState};
+use iofold_graph::server::AppState;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -21,151 +20,7 @@ use tokio_tungstenite::tungstenite::Message;
 use crate::both_backends;
 use crate::support::app::{test_config, TestApp, TestResponse, ADMIN_SECRET};
 use crate::support::db::require_postgres;
-
-// ---------------------------------------------------------------------------------------
-// A live server and a WebSocket client.
-
-/// The router served on a real socket (127.0.0.1, an ephemeral port).
-struct Live {
-    address: SocketAddr,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Live {
-    async fn start(state: AppState) -> Live {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            let _ = serve_on(listener, state, async move {
-                let _ = stopped.await;
-            })
-            .await;
-        });
-        Live { address, stop: Some(stop), task }
-    }
-
-    fn url(&self) -> String {
-        format!("ws://{}/graphql", self.address)
-    }
-
-    /// Begins the graceful shutdown.
-    fn shut_down(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-    }
-}
-
-impl Drop for Live {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-/// How long a test waits for something that should happen.
-const WAIT: Duration = Duration::from_secs(5);
-
-/// How long a test listens for something that should not happen.
-const QUIET: Duration = Duration::from_millis(400);
-
-type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-/// A WebSocket client speaking JSON messages.
-struct Ws {
-    socket: Socket,
-    protocol: &'static str,
-}
-
-impl Ws {
-    /// Connects with the subprotocol `protocol`.
-    async fn connect(url: &str, protocol: &'static str) -> Ws {
-        let mut request = url.into_client_request().unwrap();
-        request.headers_mut().insert("sec-websocket-protocol", protocol.parse().unwrap());
-        let (socket, response) = tokio_tungstenite::connect_async(request).await.expect("the WebSocket opens");
-        assert_eq!(response.headers()["sec-websocket-protocol"], protocol);
-        Ws { socket, protocol }
-    }
-
-    /// Connects with graphql-transport-ws and initialises with `payload`: the ack.
-    async fn initialised(url: &str, payload: Value) -> Ws {
-        let mut ws = Ws::connect(url, "graphql-transport-ws").await;
-        ws.send(json!({"type": "connection_init", "payload": payload})).await;
-        let ack = ws.next(WAIT).await.expect("an answer to connection_init");
-        assert_eq!(ack["type"], "connection_ack", "{ack}");
-        ws
-    }
-
-    async fn send(&mut self, message: Value) {
-        self.socket.send(Message::Text(message.to_string().into())).await.unwrap();
-    }
-
-    /// The next message other than a keep-alive within `wait` (a server `ping` is answered);
-    /// `None` when nothing comes in time. Panics when the connection closes.
-    async fn next(&mut self, wait: Duration) -> Option<Value> {
-        let deadline = tokio::time::Instant::now() + wait;
-        loop {
-            let message = match tokio::time::timeout_at(deadline, self.socket.next()).await {
-                Err(_) => return None,
-                Ok(message) => message,
-            };
-            match message {
-                Some(Ok(Message::Text(text))) => {
-                    let value: Value = serde_json::from_str(text.as_str()).unwrap();
-                    match value["type"].as_str() {
-                        Some("ping") if self.protocol == "graphql-transport-ws" => {
-                            self.send(json!({"type": "pong"})).await;
-                        }
-                        Some("ka") => {}
-                        _ => return Some(value),
-                    }
-                }
-                Some(Ok(Message::Close(frame))) => panic!("the connection closed: {frame:?}"),
-                Some(Ok(_)) => {}
-                other => panic!("the connection failed: {other:?}"),
-            }
-        }
-    }
-
-    /// The next message, keep-alives included, within `wait`.
-    async fn raw(&mut self, wait: Duration) -> Option<Value> {
-        match tokio::time::timeout(wait, self.socket.next()).await {
-            Ok(Some(Ok(Message::Text(text)))) => serde_json::from_str(text.as_str()).ok(),
-            _ => None,
-        }
-    }
-
-    /// Waits for the server to close the connection: the close code (messages before it are
-    /// returned too).
-    async fn closed(&mut self) -> (Option<u16>, Vec<Value>) {
-        let mut seen = Vec::new();
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            match tokio::time::timeout_at(deadline, self.socket.next()).await {
-                Ok(Some(Ok(Message::Close(frame)))) => return (frame.map(|f| u16::from(f.code)), seen),
-                Ok(Some(Ok(Message::Text(text)))) => seen.push(serde_json::from_str(text.as_str()).unwrap()),
-                Ok(Some(Ok(_))) => {}
-                Ok(Some(Err(_))) | Ok(None) => return (None, seen),
-                Err(_) => panic!("the connection stayed open; messages: {seen:?}"),
-            }
-        }
-    }
-
-    async fn subscribe(&mut self, id: &str, query: &str, variables: Value) {
-        let kind = if self.protocol == "graphql-ws" { "start" } else { "subscribe" };
-        self.send(json!({"type": kind, "id": id, "payload": {"query": query, "variables": variables}})).await;
-    }
-}
-
-/// Waits until the server has `n` live subscriptions.
-async fn live_subscriptions(state: &AppState, n: i64) {
-    let started = Instant::now();
-    while state.events.stats().subscriptions() != n {
-        assert!(started.elapsed() < WAIT, "{} live subscriptions, not {n}", state.events.stats().subscriptions());
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
+use crate::support::ws::{bearer, live_subscriptions, Live, Ws, QUIET, WAIT};
 
 // ---------------------------------------------------------------------------------------
 // Data through the API.
@@ -231,10 +86,6 @@ async fn tenants(backend: Backend) -> Tenants {
     tenants_on(TestApp::new(backend).await).await
 }
 
-fn bearer(token: &str) -> Value {
-    json!({"authorization": format!("Bearer {token}")})
-}
-
 /// The application with a configuration changed by `change`.
 async fn app_with(backend: Backend, change: impl FnOnce(&mut Config)) -> TestApp {
     let app = TestApp::new(backend).await;
@@ -250,7 +101,7 @@ both_backends! {
     async fn job_changes_reach_their_subscribers_in_order_and_no_one_else(backend: Backend) {
         let t = tenants(backend).await;
         let live = Live::start(t.app.state.clone()).await;
-        let mut ws = Ws::initialised(&live.url(), bearer(&t.token_a)).await;
+        let mut ws = Ws::initialised(&live.url(), "graphql-transport-ws", bearer(&t.token_a)).await;
         ws.subscribe("one", JOB_UPDATED, json!({"ws": t.workspace_a, "job": t.job_a})).await;
         ws.subscribe("all", JOB_UPDATED, json!({"ws": t.workspace_a})).await;
         live_subscriptions(&t.app.state, 2).await;
@@ -341,7 +192,7 @@ both_backends! {
         let execution = started["execution"]["id"].as_str().unwrap().to_owned();
         let step = started["executionSteps"][0]["id"].clone();
         let live = Live::start(t.app.state.clone()).await;
-        let mut ws = Ws::initialised(&live.url(), bearer(&t.token_a)).await;
+        let mut ws = Ws::initialised(&live.url(), "graphql-transport-ws", bearer(&t.token_a)).await;
         ws.subscribe("run", EXECUTION_UPDATED, json!({"id": execution})).await;
         live_subscriptions(&t.app.state, 1).await;
 
@@ -368,7 +219,7 @@ both_backends! {
         assert_eq!(message["payload"]["data"]["executionUpdated"]["workflow"]["name"], "renamed");
 
         // Another tenant cannot watch it: NOT_FOUND, as for a missing execution.
-        let mut theirs = Ws::initialised(&live.url(), bearer(&t.token_b)).await;
+        let mut theirs = Ws::initialised(&live.url(), "graphql-transport-ws", bearer(&t.token_b)).await;
         theirs.subscribe("x", EXECUTION_UPDATED, json!({"id": execution})).await;
         let refused = theirs.next(WAIT).await.unwrap();
         assert_eq!((refused["type"].as_str(), refused["payload"][0]["extensions"]["code"].as_str()), (Some("error"), Some("NOT_FOUND")));
@@ -398,9 +249,9 @@ both_backends! {
         ws.send(json!({"type": "connection_init"})).await;
         assert_eq!(ws.closed().await.0, Some(4403), "no payload");
         // Keys in any case, also inside `headers`; the admin secret.
-        Ws::initialised(&url, json!({"Authorization": format!("Bearer {}", t.token_a)})).await;
-        Ws::initialised(&url, json!({"headers": {"authorization": format!("Bearer {}", t.token_a)}})).await;
-        let mut admin = Ws::initialised(&url, json!({"X-Iofold-Admin-Secret": ADMIN_SECRET})).await;
+        Ws::initialised(&url, "graphql-transport-ws", json!({"Authorization": format!("Bearer {}", t.token_a)})).await;
+        Ws::initialised(&url, "graphql-transport-ws", json!({"headers": {"authorization": format!("Bearer {}", t.token_a)}})).await;
+        let mut admin = Ws::initialised(&url, "graphql-transport-ws", json!({"X-Iofold-Admin-Secret": ADMIN_SECRET})).await;
         admin.subscribe("1", JOB_UPDATED, json!({"ws": t.workspace_b})).await;
         live_subscriptions(&t.app.state, 1).await;
         t.app.graphql(Some(&t.token_b), PROGRESS, json!({"id": t.job_b, "p": 1, "s": "RUNNING"})).await.data();
@@ -410,16 +261,16 @@ both_backends! {
         let mut ws = Ws::connect(&url, "graphql-transport-ws").await;
         ws.subscribe("early", JOB_UPDATED, json!({"ws": t.workspace_a})).await;
         assert_eq!(ws.closed().await.0, Some(4401), "subscribe before connection_ack");
-        let mut ws = Ws::initialised(&url, bearer(&t.token_a)).await;
+        let mut ws = Ws::initialised(&url, "graphql-transport-ws", bearer(&t.token_a)).await;
         ws.send(init(bearer(&t.token_a))).await;
         assert_eq!(ws.closed().await.0, Some(4429), "a second connection_init");
-        let mut ws = Ws::initialised(&url, bearer(&t.token_a)).await;
+        let mut ws = Ws::initialised(&url, "graphql-transport-ws", bearer(&t.token_a)).await;
         ws.send(json!({"type": "nonsense"})).await;
         assert_eq!(ws.closed().await.0, Some(4400));
-        let mut ws = Ws::initialised(&url, bearer(&t.token_a)).await;
+        let mut ws = Ws::initialised(&url, "graphql-transport-ws", bearer(&t.token_a)).await;
         ws.socket.send(Message::Text("{not json".into())).await.unwrap();
         assert_eq!(ws.closed().await.0, Some(4400));
-        let mut ws = Ws::initialised(&url, bearer(&t.token_a)).await;
+        let mut ws = Ws::initialised(&url, "graphql-transport-ws", bearer(&t.token_a)).await;
         ws.subscribe("same", JOB_UPDATED, json!({"ws": t.workspace_a})).await;
         ws.subscribe("same", JOB_UPDATED, json!({"ws": t.workspace_a})).await;
         assert_eq!(ws.closed().await.0, Some(4409), "an id already running");
@@ -441,7 +292,7 @@ both_backends! {
         assert_eq!(plain.next(WAIT).await, Some(json!({"type": "connection_ack"})));
 
         // Queries and mutations run over WebSocket too: one result, then complete.
-        let mut ws = Ws::initialised(&url, bearer(&t.token_a)).await;
+        let mut ws = Ws::initialised(&url, "graphql-transport-ws", bearer(&t.token_a)).await;
         ws.subscribe("q", "{ me { email } }", json!({})).await;
         let result = ws.next(WAIT).await.unwrap();
         assert_eq!((result["type"].as_str(), &result["payload"]["data"]["me"]["email"]), (Some("next"), &json!("a@example.com")), "{result}");
@@ -459,7 +310,7 @@ both_backends! {
         assert!(waited.elapsed() >= Duration::from_millis(250), "{:?}", waited.elapsed());
 
         // The client closes: the server answers its close frame (a clean close, not 1006).
-        let mut leaving = Ws::initialised(&url, bearer(&t.token_a)).await;
+        let mut leaving = Ws::initialised(&url, "graphql-transport-ws", bearer(&t.token_a)).await;
         let goodbye = tokio_tungstenite::tungstenite::protocol::CloseFrame { code: 1000.into(), reason: "bye".into() };
         leaving.socket.send(Message::Close(Some(goodbye))).await.unwrap();
         assert_eq!(leaving.closed().await.0, Some(1000), "the server answers the client's close frame");
@@ -482,7 +333,7 @@ both_backends! {
             config
         }), ..t.app };
         let live = Live::start(app.state.clone()).await;
-        let mut ws = Ws::initialised(&live.url(), bearer(&t.token_a)).await;
+        let mut ws = Ws::initialised(&live.url(), "graphql-transport-ws", bearer(&t.token_a)).await;
         ws.subscribe("1", JOB_UPDATED, json!({"ws": t.workspace_a})).await;
         ws.subscribe("2", JOB_UPDATED, json!({"ws": t.workspace_a})).await;
         ws.subscribe("3", JOB_UPDATED, json!({"ws": t.workspace_a})).await;
@@ -496,7 +347,7 @@ both_backends! {
         ws.subscribe("3", JOB_UPDATED, json!({"ws": t.workspace_a, "job": t.job_a})).await;
         live_subscriptions(&app.state, 2).await;
         // Another connection has its own budget.
-        let mut other = Ws::initialised(&live.url(), bearer(&t.token_a)).await;
+        let mut other = Ws::initialised(&live.url(), "graphql-transport-ws", bearer(&t.token_a)).await;
         other.subscribe("1", JOB_UPDATED, json!({"ws": t.workspace_a})).await;
         live_subscriptions(&app.state, 3).await;
 
@@ -572,7 +423,7 @@ both_backends! {
             config
         }), ..t.app };
         let live = Live::start(app.state.clone()).await;
-        let mut ws = Ws::initialised(&live.url(), bearer(&t.token_a)).await;
+        let mut ws = Ws::initialised(&live.url(), "graphql-transport-ws", bearer(&t.token_a)).await;
         ws.subscribe("slow", EXECUTION_UPDATED, json!({"id": execution})).await;
         live_subscriptions(&app.state, 1).await;
         // A burst: each event costs the subscriber a read, the bus holds 2.
@@ -617,10 +468,10 @@ async fn two_instances_on_one_postgres_database_share_events() {
 
     let live_a = Live::start(a.clone()).await;
     let live_b = Live::start(b.clone()).await;
-    let mut on_b = Ws::initialised(&live_b.url(), bearer(&t.token_a)).await;
+    let mut on_b = Ws::initialised(&live_b.url(), "graphql-transport-ws", bearer(&t.token_a)).await;
     on_b.subscribe("job", JOB_UPDATED, json!({"ws": t.workspace_a, "job": t.job_a})).await;
     on_b.subscribe("run", EXECUTION_UPDATED, json!({"id": execution})).await;
-    let mut on_a = Ws::initialised(&live_a.url(), bearer(&t.token_a)).await;
+    let mut on_a = Ws::initialised(&live_a.url(), "graphql-transport-ws", bearer(&t.token_a)).await;
     on_a.subscribe("job", JOB_UPDATED, json!({"ws": t.workspace_a, "job": t.job_a})).await;
     live_subscriptions(&b, 2).await;
     live_subscriptions(&a, 1).await;

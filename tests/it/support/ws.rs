@@ -20,7 +20,7 @@ pub const QUIET: Duration = Duration::from_millis(400);
 pub struct Live {
     address: SocketAddr,
     task: tokio::task::JoinHandle<()>,
-    _stop: tokio::sync::oneshot::Sender<()>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl Live {
@@ -35,12 +35,19 @@ impl Live {
             })
             .await;
         });
-        Live { address, task, _stop: stop }
+        Live { address, task, stop: Some(stop) }
     }
 
     /// The WebSocket URL of `/graphql`.
     pub fn url(&self) -> String {
         format!("ws://{}/graphql", self.address)
+    }
+
+    /// Begins the graceful shutdown.
+    pub fn shut_down(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
     }
 }
 
@@ -50,11 +57,12 @@ impl Drop for Live {
     }
 }
 
-type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+pub type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// A WebSocket client speaking JSON messages, in either protocol.
 pub struct Ws {
-    socket: Socket,
+    /// The socket itself, for frames the helpers do not send.
+    pub socket: Socket,
     pub protocol: &'static str,
 }
 
@@ -62,15 +70,38 @@ impl Ws {
     /// Connects with the subprotocol `protocol` (`graphql-transport-ws` or `graphql-ws`) and
     /// initialises with `payload`: asserts the acknowledgement.
     pub async fn initialised(url: &str, protocol: &'static str, payload: Value) -> Ws {
-        let mut request = url.into_client_request().unwrap();
-        request.headers_mut().insert("sec-websocket-protocol", protocol.parse().unwrap());
-        let (socket, response) = tokio_tungstenite::connect_async(request).await.expect("the WebSocket opens");
-        assert_eq!(response.headers()["sec-websocket-protocol"], protocol);
-        let mut ws = Ws { socket, protocol };
+        let mut ws = Ws::connect(url, protocol).await;
         ws.send(json!({"type": "connection_init", "payload": payload})).await;
         let ack = ws.next(WAIT).await.expect("an answer to connection_init");
         assert_eq!(ack["type"], "connection_ack", "{ack}");
         ws
+    }
+
+    /// Connects with the subprotocol `protocol`, without initialising.
+    pub async fn connect(url: &str, protocol: &'static str) -> Ws {
+        let mut request = url.into_client_request().unwrap();
+        request.headers_mut().insert("sec-websocket-protocol", protocol.parse().unwrap());
+        let (socket, response) = tokio_tungstenite::connect_async(request).await.expect("the WebSocket opens");
+        assert_eq!(response.headers()["sec-websocket-protocol"], protocol);
+        Ws { socket, protocol }
+    }
+
+    /// The next message, keep-alives included, within `wait`.
+    pub async fn raw(&mut self, wait: Duration) -> Option<Value> {
+        match tokio::time::timeout(wait, self.socket.next()).await {
+            Ok(Some(Ok(Message::Text(text)))) => serde_json::from_str(text.as_str()).ok(),
+            _ => None,
+        }
+    }
+
+    /// Starts a subscription (or any operation) with a query and its variables.
+    pub async fn subscribe(&mut self, id: &str, query: &str, variables: Value) {
+        self.start(id, json!({"query": query, "variables": variables})).await;
+    }
+
+    /// [`Ws::closed_within`] the usual wait.
+    pub async fn closed(&mut self) -> (Option<u16>, Vec<Value>) {
+        self.closed_within(WAIT).await
     }
 
     /// Sends a message.
