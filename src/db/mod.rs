@@ -430,7 +430,9 @@ where
         if self.settled && !object.is_broken() {
             return; // back to the pool (the turn is released after it).
         }
-        self.stats.interrupted_transactions.fetch_add(1, Ordering::Relaxed);
+        if !self.settled {
+            self.stats.interrupted_transactions.fetch_add(1, Ordering::Relaxed);
+        }
         let conn = deadpool::managed::Object::take(object);
         let turn = self.turn.take();
         let cleanup = async move {
