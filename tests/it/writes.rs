@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use iofold_graph::config::defaults::DB_POOL_SIZE;
 use iofold_graph::db::{Backend, DatabaseUrl, Db, PoolOptions};
-use iofold_graph::server::{serve_on, AppState};
+use iofold_graph::server::AppState;
 use serde_json::{json, Value};
 use tokio::io::AsyncWriteExt;
 
@@ -19,6 +19,7 @@ use crate::support::app::{test_config, TestApp};
 use crate::support::db::TestDb;
 use crate::support::fixtures::{count, load, Fixtures};
 use crate::support::http::Client;
+use crate::support::ws::Live;
 
 /// A small xorshift generator: the tests' choices vary by client, reproducibly.
 struct Rng(u64);
@@ -242,20 +243,6 @@ both_backends! {
     }
 }
 
-/// The router served on a real socket.
-async fn live(state: AppState) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
-        let _ = serve_on(listener, state, async move {
-            let _ = stopped.await;
-        })
-        .await;
-    });
-    (address, stop)
-}
-
 /// Sends a mutation on a fresh connection, waits `after`, then resets the connection
 /// (`SO_LINGER` 0): the client is gone, whatever the server was doing.
 async fn abort_after(address: SocketAddr, token: &str, query: &str, variables: &Value, after: Duration) {
@@ -279,7 +266,8 @@ both_backends! {
     async fn clients_that_abort_mid_mutation_leave_no_transaction_open(backend: Backend) {
         let (app, application_name) = app_with_default_pool(backend).await;
         let scene = Arc::new(Scene::new(&app).await);
-        let (address, stop) = live(app.state.clone()).await;
+        let live = Live::start(app.state.clone()).await;
+        let address = live.address();
         let running = Arc::new(std::sync::atomic::AtomicBool::new(true));
 
         // Reads and writes that finish, beside the aborted ones.
@@ -436,7 +424,7 @@ both_backends! {
             assert_eq!(n, 25, "import {batch} is whole or absent");
         }
         scene.assert_counts_exact(&app.state.db).await;
-        let _ = stop.send(());
+        drop(live);
     }
 }
 
@@ -453,7 +441,8 @@ async fn writers_of_one_workspace_do_not_wait_for_each_other_postgres() {
     }
     let (app, application_name) = app_with_default_pool(Backend::Postgres).await;
     let scene = Arc::new(Scene::new(&app).await);
-    let (address, stop) = live(app.state.clone()).await;
+    let live = Live::start(app.state.clone()).await;
+    let address = live.address();
     let import = |n: usize| {
         let traces: Vec<Value> = (0..n)
             .map(|i| json!({"traceId": format!("held-{i}"), "timestamp": "2026-01-01T00:00:00Z", "steps": [{"step_id": "s1", "input": "hi"}]}))
@@ -516,5 +505,5 @@ async fn writers_of_one_workspace_do_not_wait_for_each_other_postgres() {
     assert!(succeeded(imported.status, &imported.json()), "the held import commits: {}", imported.body);
     assert_eq!(imported.json()["data"]["importTraces"]["imported"], 99);
     scene.assert_counts_exact(&app.state.db).await;
-    let _ = stop.send(());
+    drop(live);
 }

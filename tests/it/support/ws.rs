@@ -38,6 +38,11 @@ impl Live {
         Live { address, task, stop: Some(stop) }
     }
 
+    /// The address it listens on.
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
     /// The WebSocket URL of `/graphql`.
     pub fn url(&self) -> String {
         format!("ws://{}/graphql", self.address)
