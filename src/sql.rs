@@ -107,6 +107,10 @@ pub enum Cond {
     Cmp(&'static str, CmpOp, Bind),
     /// `col IN (values)`; an empty list matches nothing.
     In(&'static str, Vec<Bind>),
+    /// `col IN (texts)`; an empty list matches nothing. One statement text whatever the
+    /// number of values on PostgreSQL (`= ANY($1)`, an array bind), so prepared statements
+    /// are reused.
+    InText(&'static str, Vec<String>),
     /// `col IS NULL` (or `IS NOT NULL` when false).
     IsNull(&'static str, bool),
     /// Case-sensitive `LIKE` with `%` and `_` (a backslash escapes); built by [`Cond::like`],
@@ -131,6 +135,22 @@ pub enum Cond {
 }
 
 impl Cond {
+    /// `col IN (values)`, as [`Cond::InText`] when every value is a text.
+    pub fn in_list(column: &'static str, values: Vec<Bind>) -> Cond {
+        if values.iter().all(|v| matches!(v, Bind::Text(_))) {
+            let texts = values
+                .into_iter()
+                .filter_map(|v| match v {
+                    Bind::Text(text) => Some(text),
+                    _ => None,
+                })
+                .collect();
+            Cond::InText(column, texts)
+        } else {
+            Cond::In(column, values)
+        }
+    }
+
     /// Case-sensitive `LIKE`.
     pub fn like(column: &'static str, pattern: &str) -> Cond {
         Cond::Like { column, like: Bind::Text(pattern.to_owned()), glob: Bind::Text(like_to_glob(pattern)) }
@@ -183,11 +203,77 @@ pub struct OrderKey {
     pub nullable: bool,
 }
 
+/// A set of a table's columns: a bit per column, in the catalog's order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Columns(u64);
+
+impl Columns {
+    /// The most columns a table may have.
+    pub const MAX: usize = 64;
+
+    /// No column.
+    pub const fn none() -> Self {
+        Self(0)
+    }
+
+    /// Every column of `table`.
+    pub fn all(table: &Table) -> Self {
+        let n = table.columns.len();
+        Self(if n >= Self::MAX { u64::MAX } else { (1u64 << n) - 1 })
+    }
+
+    /// This set and the column at `index`.
+    pub fn with_index(self, index: usize) -> Self {
+        Self(self.0 | (1u64 << index))
+    }
+
+    /// This set and the column `name` of `table` (unchanged when `table` has none).
+    pub fn with(self, table: &Table, name: &str) -> Self {
+        match table.columns.iter().position(|c| c.name == name) {
+            Some(index) => self.with_index(index),
+            None => self,
+        }
+    }
+
+    /// Both sets.
+    pub fn union(self, other: Self) -> Self {
+        Self(self.0 | other.0)
+    }
+
+    /// Whether the column at `index` is in the set.
+    pub fn contains(self, index: usize) -> bool {
+        index < Self::MAX && self.0 & (1u64 << index) != 0
+    }
+
+    /// The indexes in the set, ascending.
+    pub fn indexes(self) -> impl Iterator<Item = usize> {
+        (0..Self::MAX).filter(move |i| self.contains(*i))
+    }
+}
+
+/// The alias a column gets in a [`Projection::Columns`] select: its kind's letter and its
+/// index in the table, so that a row decodes without knowing its select
+/// ([`crate::graphql::records`]).
+pub fn column_alias(table: &Table, index: usize) -> String {
+    use crate::catalog::Kind;
+    let tag = match table.columns[index].kind {
+        Kind::Id | Kind::Text | Kind::Date | Kind::Enum(_) => 's',
+        Kind::Int => 'i',
+        Kind::Real => 'r',
+        Kind::Bool => 'b',
+        Kind::Timestamp => 't',
+        Kind::Json => 'j',
+    };
+    format!("{tag}{index}")
+}
+
 /// What a select returns.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Projection {
-    /// Every column of the table.
+    /// Every column of the table, by name (`table.*`): what the typed row models load.
     Rows,
+    /// These columns, each under its [`column_alias`]: what the graph's reads load.
+    Columns(Columns),
     /// `id` only (subqueries).
     Id,
     /// One column (subqueries).
@@ -213,16 +299,34 @@ pub struct Select {
     pub filter: Cond,
     /// In which order (the caller appends the id as the last key).
     pub order: Vec<OrderKey>,
-    /// At most this many rows; with `per` set, at most this many per value of that column.
+    /// At most this many rows; with `per` set, at most this many per parent.
     pub limit: Option<i64>,
-    /// Limit per value of this column (a window function), for batched child lists.
-    pub per: Option<&'static str>,
+    /// The rows of each of these parents (batched child lists): `filter` holds for the
+    /// rows of every parent, `limit` applies per parent.
+    pub per: Option<Per>,
+}
+
+/// The parents of a batched child list: rows whose `column` is one of `keys`, up to the
+/// select's limit for each key, in the select's order within each key. PostgreSQL runs it
+/// as a `LATERAL` subquery per key (an index range scan each, stopping at the limit); SQLite
+/// as a window function over the rows of all the keys.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Per {
+    /// The column naming the parent.
+    pub column: &'static str,
+    /// The parents' keys.
+    pub keys: Vec<String>,
 }
 
 impl Select {
     /// Every row of `table` matching `filter`.
     pub fn rows(table: &'static Table, filter: Cond) -> Self {
         Self { table, projection: Projection::Rows, filter, order: Vec::new(), limit: None, per: None }
+    }
+
+    /// Only these columns of the rows (each under its [`column_alias`]).
+    pub fn columns(self, columns: Columns) -> Self {
+        Self { projection: Projection::Columns(columns), ..self }
     }
 
     /// The ids of the rows of `table` matching `filter` (for subqueries).
@@ -249,6 +353,22 @@ pub trait Dialect: diesel::backend::Backend {
     ) -> QueryResult<()>;
     /// Writes "the JSON object has this top-level key".
     fn json_has_key<'b>(out: &mut AstPass<'_, 'b, Self>, table: &str, column: &str, key: &'b Bind) -> QueryResult<()>;
+    /// Writes `col IN (texts)` (`values` not empty).
+    fn in_texts<'b>(
+        out: &mut AstPass<'_, 'b, Self>,
+        table: &str,
+        column: &str,
+        values: &'b [String],
+    ) -> QueryResult<()>;
+    /// Writes a batched child list ([`Per`]).
+    fn per_parent<'b>(
+        select: &'b Select,
+        columns: Columns,
+        per: &'b Per,
+        out: &mut AstPass<'_, 'b, Self>,
+    ) -> QueryResult<()>
+    where
+        Bind: QueryFragment<Self>;
     /// Writes "the JSON object has this top-level key with exactly this value".
     fn json_key_equals<'b>(
         out: &mut AstPass<'_, 'b, Self>,
@@ -273,6 +393,61 @@ impl Dialect for Pg {
     const ASCII_LOWER: (&'static str, &'static str) =
         ("translate(", ", 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz')");
     const JSON_OBJECT: (&'static str, &'static str) = ("json_build_object(", ")::text");
+
+    fn in_texts<'b>(
+        out: &mut AstPass<'_, 'b, Self>,
+        table: &str,
+        column: &str,
+        values: &'b [String],
+    ) -> QueryResult<()> {
+        push_column(out, table, column)?;
+        out.push_sql(" = ANY(");
+        out.push_bind_param::<diesel::sql_types::Array<Text>, _>(values)?;
+        out.push_sql(")");
+        Ok(())
+    }
+
+    fn per_parent<'b>(
+        select: &'b Select,
+        columns: Columns,
+        per: &'b Per,
+        out: &mut AstPass<'_, 'b, Self>,
+    ) -> QueryResult<()>
+    where
+        Bind: QueryFragment<Self>,
+    {
+        // For each parent key (in array order), an index range scan that stops at the limit.
+        let table = select.table;
+        out.push_sql("SELECT ");
+        write_aliases(table, columns, out)?;
+        out.push_sql(" FROM unnest(");
+        out.push_bind_param::<diesel::sql_types::Array<Text>, _>(&per.keys)?;
+        out.push_sql(") WITH ORDINALITY AS iofold_p(k, n) CROSS JOIN LATERAL (SELECT ");
+        write_columns(table, columns, out)?;
+        out.push_sql(" FROM ");
+        out.push_identifier(table.name)?;
+        out.push_sql(" WHERE ");
+        push_column(out, table.name, per.column)?;
+        out.push_sql(" = iofold_p.k");
+        if select.filter != Cond::True {
+            out.push_sql(" AND ");
+            write_cond(table.name, &select.filter, out)?;
+        }
+        if !select.order.is_empty() {
+            out.push_sql(" ORDER BY ");
+            write_order(table.name, &select.order, out)?;
+        }
+        if let Some(limit) = select.limit {
+            out.push_sql(" LIMIT ");
+            out.push_sql(&limit.to_string());
+        }
+        out.push_sql(") AS iofold_page ORDER BY iofold_p.n");
+        for key in &select.order {
+            out.push_sql(", ");
+            write_order_key(out, key, |out| alias_of(table, key.column, out))?;
+        }
+        Ok(())
+    }
 
     fn like<'b>(
         out: &mut AstPass<'_, 'b, Self>,
@@ -322,6 +497,66 @@ impl Dialect for Pg {
 impl Dialect for Sqlite {
     const ASCII_LOWER: (&'static str, &'static str) = ("lower(", ")");
     const JSON_OBJECT: (&'static str, &'static str) = ("json_object(", ")");
+
+    fn in_texts<'b>(
+        out: &mut AstPass<'_, 'b, Self>,
+        table: &str,
+        column: &str,
+        values: &'b [String],
+    ) -> QueryResult<()> {
+        push_column(out, table, column)?;
+        out.push_sql(" IN (");
+        for (i, value) in values.iter().enumerate() {
+            if i > 0 {
+                out.push_sql(", ");
+            }
+            out.push_bind_param::<Text, _>(value)?;
+        }
+        out.push_sql(")");
+        Ok(())
+    }
+
+    fn per_parent<'b>(
+        select: &'b Select,
+        columns: Columns,
+        per: &'b Per,
+        out: &mut AstPass<'_, 'b, Self>,
+    ) -> QueryResult<()>
+    where
+        Bind: QueryFragment<Self>,
+    {
+        // The first `limit` rows of each parent, in order: a window function.
+        let table = select.table;
+        out.push_sql("SELECT ");
+        write_aliases(table, columns, out)?;
+        out.push_sql(" FROM (SELECT ");
+        write_columns(table, columns, out)?;
+        out.push_sql(", ROW_NUMBER() OVER (PARTITION BY ");
+        push_column(out, table.name, per.column)?;
+        out.push_sql(" ORDER BY ");
+        write_order(table.name, &select.order, out)?;
+        out.push_sql(") AS iofold_rn FROM ");
+        out.push_identifier(table.name)?;
+        out.push_sql(" WHERE ");
+        if per.keys.is_empty() {
+            out.push_sql("1 = 0");
+        } else {
+            Self::in_texts(out, table.name, per.column, &per.keys)?;
+        }
+        if select.filter != Cond::True {
+            out.push_sql(" AND ");
+            write_cond(table.name, &select.filter, out)?;
+        }
+        out.push_sql(") AS iofold_page");
+        if let Some(limit) = &select.limit {
+            out.push_sql(" WHERE iofold_rn <= ");
+            out.push_sql(&limit.to_string());
+        }
+        out.push_sql(" ORDER BY ");
+        alias_of(table, per.column, out)?;
+        out.push_sql(", iofold_rn");
+        Ok(())
+    }
 
     fn like<'b>(
         out: &mut AstPass<'_, 'b, Self>,
@@ -451,26 +686,12 @@ where
     Bind: QueryFragment<DB>,
 {
     let table = select.table.name;
-    if let (Some(per), Projection::Rows) = (select.per, &select.projection) {
-        // The first `limit` rows of each `per` group, in order: a window function.
-        out.push_sql("SELECT * FROM (SELECT ");
-        out.push_identifier(table)?;
-        out.push_sql(".*, ROW_NUMBER() OVER (PARTITION BY ");
-        push_column(out, table, per)?;
-        out.push_sql(" ORDER BY ");
-        write_order(table, &select.order, out)?;
-        out.push_sql(") AS iofold_rn FROM ");
-        out.push_identifier(table)?;
-        write_where(select, out)?;
-        out.push_sql(") AS iofold_page");
-        if let Some(limit) = &select.limit {
-            out.push_sql(" WHERE iofold_rn <= ");
-            out.push_sql(&limit.to_string());
-        }
-        out.push_sql(" ORDER BY ");
-        out.push_identifier(per)?;
-        out.push_sql(", iofold_rn");
-        return Ok(());
+    if let Some(per) = &select.per {
+        let columns = match &select.projection {
+            Projection::Columns(columns) => *columns,
+            _ => Columns::all(select.table),
+        };
+        return DB::per_parent(select, columns, per, out);
     }
     out.push_sql("SELECT ");
     match &select.projection {
@@ -478,6 +699,7 @@ where
             out.push_identifier(table)?;
             out.push_sql(".*");
         }
+        Projection::Columns(columns) => write_columns(select.table, *columns, out)?,
         Projection::Id => push_column(out, table, "id")?,
         Projection::Column(column) => push_column(out, table, column)?,
         Projection::Count => out.push_sql("COUNT(*) AS n"),
@@ -521,7 +743,10 @@ where
         push_column(out, table, column)?;
     }
     if !select.order.is_empty()
-        && matches!(select.projection, Projection::Rows | Projection::Id | Projection::Column(_))
+        && matches!(
+            select.projection,
+            Projection::Rows | Projection::Columns(_) | Projection::Id | Projection::Column(_)
+        )
     {
         out.push_sql(" ORDER BY ");
         write_order(table, &select.order, out)?;
@@ -550,19 +775,61 @@ fn write_order<DB: Dialect>(table: &str, order: &[OrderKey], out: &mut AstPass<'
         if i > 0 {
             out.push_sql(", ");
         }
-        let direction = if key.desc { " DESC" } else { " ASC" };
-        if key.nullable {
-            // NULLs last ascending, first descending, on both backends.
-            out.push_sql("(");
-            push_column(out, table, key.column)?;
-            out.push_sql(" IS NULL)");
-            out.push_sql(direction);
-            out.push_sql(", ");
-        }
-        push_column(out, table, key.column)?;
-        out.push_sql(direction);
+        write_order_key(out, key, |out| push_column(out, table, key.column))?;
     }
     Ok(())
+}
+
+/// One key of an ordering, the column written by `column`: NULLs last ascending, first
+/// descending, on both backends.
+fn write_order_key<DB: Dialect>(
+    out: &mut AstPass<'_, '_, DB>,
+    key: &OrderKey,
+    column: impl Fn(&mut AstPass<'_, '_, DB>) -> QueryResult<()>,
+) -> QueryResult<()> {
+    let direction = if key.desc { " DESC" } else { " ASC" };
+    if key.nullable {
+        out.push_sql("(");
+        column(out)?;
+        out.push_sql(" IS NULL)");
+        out.push_sql(direction);
+        out.push_sql(", ");
+    }
+    column(out)?;
+    out.push_sql(direction);
+    Ok(())
+}
+
+/// `table.col AS alias, …` for a [`Projection::Columns`].
+fn write_columns<DB: Dialect>(table: &Table, columns: Columns, out: &mut AstPass<'_, '_, DB>) -> QueryResult<()> {
+    for (n, index) in columns.indexes().enumerate() {
+        if n > 0 {
+            out.push_sql(", ");
+        }
+        push_column(out, table.name, table.columns[index].name)?;
+        out.push_sql(" AS ");
+        out.push_identifier(&column_alias(table, index))?;
+    }
+    Ok(())
+}
+
+/// The aliases of [`write_columns`], for an outer select.
+fn write_aliases<DB: Dialect>(table: &Table, columns: Columns, out: &mut AstPass<'_, '_, DB>) -> QueryResult<()> {
+    for (n, index) in columns.indexes().enumerate() {
+        if n > 0 {
+            out.push_sql(", ");
+        }
+        out.push_identifier(&column_alias(table, index))?;
+    }
+    Ok(())
+}
+
+/// A column by its alias in an outer select.
+fn alias_of<DB: Dialect>(table: &Table, column: &str, out: &mut AstPass<'_, '_, DB>) -> QueryResult<()> {
+    let index = table.columns.iter().position(|c| c.name == column).ok_or_else(|| {
+        diesel::result::Error::QueryBuilderError(format!("no column `{column}` in `{}`", table.name).into())
+    })?;
+    out.push_identifier(&column_alias(table, index))
 }
 
 fn write_list<'b, DB, T>(
@@ -615,6 +882,13 @@ where
                 out.push_sql(" IN (");
                 write_list(values, ", ", out, |v, out| v.walk_ast(out.reborrow()))?;
                 out.push_sql(")");
+            }
+        }
+        Cond::InText(column, values) => {
+            if values.is_empty() {
+                out.push_sql("1 = 0");
+            } else {
+                DB::in_texts(out, table, column, values)?;
             }
         }
         Cond::IsNull(column, null) => {

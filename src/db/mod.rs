@@ -154,6 +154,9 @@ pub struct Stats {
     slow_threshold_us: AtomicU64,
     /// PostgreSQL's `statement_timeout` for new connections, in milliseconds (0: none).
     statement_timeout_ms: AtomicU64,
+    /// While set, the shape of every statement run ([`Stats::capture_shapes`]).
+    shapes: std::sync::Mutex<Option<Vec<String>>>,
+    capturing: std::sync::atomic::AtomicBool,
 }
 
 impl Default for Stats {
@@ -165,6 +168,8 @@ impl Default for Stats {
             interrupted_transactions: AtomicU64::new(0),
             slow_threshold_us: AtomicU64::new(DEFAULT_SLOW_STATEMENT.as_micros() as u64),
             statement_timeout_ms: AtomicU64::new(0),
+            shapes: std::sync::Mutex::new(None),
+            capturing: std::sync::atomic::AtomicBool::new(false),
         }
     }
 }
@@ -191,6 +196,19 @@ impl Stats {
     /// Write transactions interrupted so far ([`Lease`]).
     pub fn interrupted_transactions(&self) -> u64 {
         AtomicU64::load(&self.interrupted_transactions, Ordering::Relaxed)
+    }
+
+    /// Starts keeping the shape ([`statement_shape`]) of every statement run, until
+    /// [`Stats::take_shapes`]: how tests see which columns a read fetches.
+    pub fn capture_shapes(&self) {
+        *self.shapes.lock().unwrap_or_else(|e| e.into_inner()) = Some(Vec::new());
+        self.capturing.store(true, Ordering::Relaxed);
+    }
+
+    /// The shapes kept since [`Stats::capture_shapes`], which stops keeping them.
+    pub fn take_shapes(&self) -> Vec<String> {
+        self.capturing.store(false, Ordering::Relaxed);
+        self.shapes.lock().unwrap_or_else(|e| e.into_inner()).take().unwrap_or_default()
     }
 
     /// The slow-statement threshold.
@@ -235,6 +253,12 @@ impl Instrumentation for Recorder {
             InstrumentationEvent::FinishQuery { query, error, .. } => {
                 if error.is_some() {
                     self.stats.failed_statements.fetch_add(1, Ordering::Relaxed);
+                }
+                if std::sync::atomic::AtomicBool::load(&self.stats.capturing, Ordering::Relaxed) {
+                    let shape = statement_shape(&query.to_string());
+                    if let Some(shapes) = self.stats.shapes.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+                        shapes.push(shape);
+                    }
                 }
                 let Some(started) = self.started.take() else { return };
                 let elapsed = started.elapsed();

@@ -178,8 +178,10 @@ fn column_filter(
             "lte" => Cond::Cmp(col, CmpOp::Lte, one(operand)?),
             "gt" => Cond::Cmp(col, CmpOp::Gt, one(operand)?),
             "gte" => Cond::Cmp(col, CmpOp::Gte, one(operand)?),
-            "in" => Cond::In(col, list(operand)?),
-            "notIn" => Cond::all(vec![Cond::IsNull(col, false), Cond::Not(Box::new(Cond::In(col, list(operand)?)))]),
+            "in" => Cond::in_list(col, list(operand)?),
+            "notIn" => {
+                Cond::all(vec![Cond::IsNull(col, false), Cond::Not(Box::new(Cond::in_list(col, list(operand)?)))])
+            }
             "isNull" => match operand {
                 GqlValue::Boolean(null) => Cond::IsNull(col, *null),
                 _ => return Err(AppError::bad_input(&here, "`isNull` takes a boolean")),

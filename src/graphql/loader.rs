@@ -22,7 +22,7 @@ use crate::graphql::access::Access;
 use crate::graphql::lists::ListQuery;
 use crate::graphql::names::{Link, Relation};
 use crate::graphql::records::{self, Record};
-use crate::sql::{Bind, Cond, Projection, Select};
+use crate::sql::{Columns, Cond, Per, Projection, Select};
 
 /// The per-request reader: the database and the caller.
 pub struct GraphLoader {
@@ -41,22 +41,23 @@ pub struct RowKey {
     pub column: &'static str,
     /// Its value.
     pub value: String,
+    /// The columns to load (the id included).
+    pub columns: Columns,
 }
 
 impl PartialEq for RowKey {
     fn eq(&self, other: &Self) -> bool {
-        self.table.name == other.table.name && self.column == other.column && self.value == other.value
+        self.table.name == other.table.name
+            && self.column == other.column
+            && self.value == other.value
+            && self.columns == other.columns
     }
 }
 impl Eq for RowKey {}
 impl Hash for RowKey {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        (self.table.name, self.column, &self.value).hash(state);
+        (self.table.name, self.column, &self.value, self.columns).hash(state);
     }
-}
-
-fn binds(values: Vec<String>) -> Vec<Bind> {
-    values.into_iter().map(Bind::Text).collect()
 }
 
 /// Rows keyed by a text column's value.
@@ -75,19 +76,19 @@ impl Loader<RowKey> for GraphLoader {
     type Error = AppError;
 
     async fn load(&self, keys: &[RowKey]) -> Result<HashMap<RowKey, Record>, AppError> {
-        let mut groups: HashMap<(&str, &str), Vec<&RowKey>> = HashMap::new();
+        let mut groups: HashMap<(&str, &str, Columns), Vec<&RowKey>> = HashMap::new();
         for key in keys {
-            groups.entry((key.table.name, key.column)).or_default().push(key);
+            groups.entry((key.table.name, key.column, key.columns)).or_default().push(key);
         }
         let batches = groups.into_values().map(|keys| async move {
-            let (table, column) = (keys[0].table, keys[0].column);
+            let (table, column, columns) = (keys[0].table, keys[0].column, keys[0].columns);
             let values: Vec<String> = keys.iter().map(|k| k.value.clone()).collect();
-            let rows = self.rows_where(table, column, values).await?;
+            let rows = self.rows_where(table, column, values, columns.with(table, column)).await?;
             Ok::<_, AppError>(
                 rows.into_iter()
                     .filter_map(|record| {
                         let value = record.text(column)?.to_owned();
-                        Some((RowKey { table, column, value }, record))
+                        Some((RowKey { table, column, value, columns }, record))
                     })
                     .collect::<Vec<_>>(),
             )
@@ -103,12 +104,13 @@ impl GraphLoader {
         table: &'static Table,
         column: &'static str,
         values: Vec<String>,
+        columns: Columns,
     ) -> AppResult<Vec<Record>> {
         if values.is_empty() {
             return Ok(Vec::new());
         }
-        let filter = Cond::all(vec![Cond::In(column, binds(values)), self.access.scope(table)]);
-        records::load(&self.db, Select::rows(table, filter)).await
+        let filter = Cond::all(vec![Cond::InText(column, values), self.access.scope(table)]);
+        records::load(&self.db, Select::rows(table, filter).columns(columns)).await
     }
 
     /// The caller's scope on a child table reached through `column`, unless the parent's
@@ -121,14 +123,20 @@ impl GraphLoader {
     }
 
     /// The parent a row's foreign key names, if visible.
-    pub async fn parent(&self, record: &Record, relation: &'static Relation) -> AppResult<Option<Record>> {
+    pub async fn parent(
+        &self,
+        record: &Record,
+        relation: &'static Relation,
+        columns: Columns,
+    ) -> AppResult<Option<Record>> {
         let column = relation.column.name;
         let Some(value) = record.text(column) else { return Ok(None) };
-        let key = format!("parent|{column}");
+        let columns = columns.with(relation.parent, "id");
+        let key = format!("parent|{column}|{columns:?}");
         let parents = record
             .group
             .memo(key, || async {
-                let rows = self.rows_where(relation.parent, "id", record.group.texts(column)).await?;
+                let rows = self.rows_where(relation.parent, "id", record.group.texts(column), columns).await?;
                 Ok(by_column(rows, "id"))
             })
             .await?;
@@ -136,9 +144,15 @@ impl GraphLoader {
     }
 
     /// A row's one child through a unique key (`trace.feedback`), if visible.
-    pub async fn only_child(&self, record: &Record, relation: &'static Relation) -> AppResult<Option<Record>> {
+    pub async fn only_child(
+        &self,
+        record: &Record,
+        relation: &'static Relation,
+        columns: Columns,
+    ) -> AppResult<Option<Record>> {
         let column = relation.column.name;
-        let key = format!("only|{}|{column}", relation.child.name);
+        let columns = columns.with(relation.child, column);
+        let key = format!("only|{}|{column}|{columns:?}", relation.child.name);
         let children = record
             .group
             .memo(key, || async {
@@ -146,8 +160,9 @@ impl GraphLoader {
                 if ids.is_empty() {
                     return Ok(HashMap::new());
                 }
-                let filter = Cond::all(vec![Cond::In(column, binds(ids)), self.child_scope(relation.child, column)]);
-                Ok(by_column(records::load(&self.db, Select::rows(relation.child, filter)).await?, column))
+                let filter = Cond::all(vec![Cond::InText(column, ids), self.child_scope(relation.child, column)]);
+                let select = Select::rows(relation.child, filter).columns(columns);
+                Ok(by_column(records::load(&self.db, select).await?, column))
             })
             .await?;
         Ok(children.get(record.id()).and_then(|rows| rows.first().cloned()))
@@ -160,24 +175,25 @@ impl GraphLoader {
         record: &Record,
         relation: &'static Relation,
         query: &ListQuery,
+        columns: Columns,
     ) -> AppResult<Vec<Record>> {
         let column = relation.column.name;
-        let key = format!("children|{column}|{}", query.fingerprint());
+        let columns = columns.with(relation.child, column);
+        let key = format!("children|{column}|{}|{columns:?}", query.fingerprint());
         let pages = record
             .group
             .memo(key, || async {
-                let ids = record.group.texts("id");
-                let filter = Cond::all(vec![
-                    Cond::In(column, binds(ids)),
-                    query.filter.clone(),
-                    query.cursor.clone(),
-                    self.child_scope(query.table, column),
-                ]);
+                let keys = record.group.texts("id");
+                if keys.is_empty() {
+                    return Ok(HashMap::new());
+                }
+                let filter =
+                    Cond::all(vec![query.filter.clone(), query.cursor.clone(), self.child_scope(query.table, column)]);
                 let select = Select {
                     order: query.sql_order(),
                     limit: Some(query.fetch()),
-                    per: Some(column),
-                    ..Select::rows(query.table, filter)
+                    per: Some(Per { column, keys }),
+                    ..Select::rows(query.table, filter).columns(columns)
                 };
                 Ok(by_column(records::load(&self.db, select).await?, column))
             })
@@ -194,7 +210,7 @@ impl GraphLoader {
             .memo(key, || async {
                 let ids = record.group.texts("id");
                 let filter = Cond::all(vec![
-                    Cond::In(column, binds(ids)),
+                    Cond::InText(column, ids),
                     filter.clone(),
                     self.child_scope(relation.child, column),
                 ]);
@@ -220,7 +236,7 @@ impl GraphLoader {
             .memo(key, || async {
                 let ids = record.group.texts("id");
                 let filter = Cond::all(vec![
-                    Cond::In(column, binds(ids)),
+                    Cond::InText(column, ids),
                     filter.clone(),
                     self.child_scope(relation.child, column),
                 ]);
@@ -240,13 +256,16 @@ impl GraphLoader {
         link: &'static Link,
         query: &ListQuery,
         count: bool,
+        columns: Columns,
     ) -> AppResult<(Vec<Record>, i64)> {
-        let key = format!("linked|{}|{}|{count}|{}", link.link.name, link.from_column, query.fingerprint());
+        let columns = columns.with(query.table, "id");
+        let key = format!("linked|{}|{}|{count}|{}|{columns:?}", link.link.name, link.from_column, query.fingerprint());
         let results = record
             .group
             .memo(key, || async {
                 let ids = record.group.texts("id");
-                let links = self.rows_where(link.link, link.from_column, ids).await?;
+                let link_columns = Columns::none().with(link.link, link.from_column).with(link.link, link.to_column);
+                let links = self.rows_where(link.link, link.from_column, ids, link_columns).await?;
                 let mut targets_of: HashMap<String, Vec<String>> = HashMap::new();
                 for row in &links {
                     if let (Some(from), Some(to)) = (row.text(link.from_column), row.text(link.to_column)) {
@@ -256,11 +275,12 @@ impl GraphLoader {
                 let mut all: Vec<String> = targets_of.values().flatten().cloned().collect();
                 all.sort();
                 all.dedup();
-                let mut conds = vec![Cond::In("id", binds(all)), query.filter.clone(), self.access.scope(query.table)];
+                let mut conds = vec![Cond::InText("id", all), query.filter.clone(), self.access.scope(query.table)];
                 if !count {
                     conds.push(query.cursor.clone());
                 }
-                let select = Select { order: query.sql_order(), ..Select::rows(query.table, Cond::all(conds)) };
+                let select =
+                    Select { order: query.sql_order(), ..Select::rows(query.table, Cond::all(conds)).columns(columns) };
                 let targets = records::load(&self.db, select).await?;
                 let mut out: HashMap<String, (Vec<Record>, i64)> = HashMap::new();
                 for (parent, mine) in targets_of {

@@ -11,6 +11,7 @@ pub mod lists;
 pub mod loader;
 pub mod mutations;
 pub mod names;
+pub mod projection;
 pub mod records;
 pub mod schema;
 pub mod subscriptions;

@@ -1,33 +1,63 @@
-//! Rows as the graph sees them: a [`Record`] is a row of any table, loaded through its
-//! typed `Row` model (so each backend's values decode in one place) and kept as a map from
-//! column to JSON value, which the schema's generic resolvers read.
+//! Rows as the graph sees them: a [`Record`] is a row of any table, its values in the
+//! catalog's column order (a slot per column, no map per row). Reads load only the columns
+//! a query needs ([`Projection::Columns`]) and decode each by the kind its alias carries;
+//! a JSON column is kept as the text the database sent and parsed only when a client
+//! selects it. Rows written by mutations arrive as maps from the typed `Row` models
+//! ([`grouped`]).
 
 use std::any::Any;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use tokio::sync::OnceCell;
 
+use diesel::deserialize::{self, FromSql, QueryableByName};
 use diesel::pg::Pg;
-use diesel::sql_types::{BigInt, Text};
+use diesel::row::{Field as _, NamedRow};
+use diesel::sql_types::{BigInt, Bool, Double, Text};
 use diesel::sqlite::Sqlite;
-use diesel::QueryableByName;
 use diesel_async::RunQueryDsl;
-use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::catalog::Table;
+use crate::db::sql_types::{Timestamp, UtcTimestamp};
 use crate::db::{Db, Pool};
 use crate::error::{AppError, AppResult};
-use crate::sql::Select;
+use crate::sql::{Columns, Projection, Select};
+
+/// One column's value in a [`Record`].
+#[derive(Debug)]
+pub enum Slot {
+    /// Not loaded (the query did not need it).
+    Absent,
+    /// A value (`Null` for SQL NULL).
+    Value(Value),
+    /// A JSON column's text as the database sent it, parsed on first use.
+    Json(Box<str>, OnceLock<Value>),
+}
+
+impl Slot {
+    fn value(&self) -> Option<&Value> {
+        match self {
+            Slot::Absent => None,
+            Slot::Value(value) => Some(value),
+            Slot::Json(text, parsed) => Some(parsed.get_or_init(|| serde_json::from_str(text).unwrap_or(Value::Null))),
+        }
+    }
+}
+
+/// A row's slots, one per column of its table.
+pub type Row = Box<[Slot]>;
+
+static NULL: Value = Value::Null;
 
 /// A row of some table, and the rows loaded with it.
 #[derive(Debug, Clone)]
 pub struct Record {
     /// Its table.
     pub table: &'static Table,
-    /// Column → value.
-    pub values: Arc<Map<String, Value>>,
+    /// Its values, in the table's column order.
+    pub row: Arc<Row>,
     /// The rows loaded by the same statement (a page, the children of a page's rows…):
     /// a relation asked of one of them is loaded for all of them at once.
     pub group: Arc<Group>,
@@ -37,8 +67,10 @@ pub struct Record {
 /// (and per distinct set of list arguments) for the whole group, computed by whichever
 /// row asks first while the others wait for it. Lives as long as the request's results.
 pub struct Group {
+    /// Their table.
+    pub table: &'static Table,
     /// The rows' values.
-    pub rows: Vec<Arc<Map<String, Value>>>,
+    pub rows: Vec<Arc<Row>>,
     memo: Mutex<HashMap<String, Arc<OnceCell<Memo>>>>,
 }
 
@@ -51,9 +83,12 @@ impl std::fmt::Debug for Group {
 impl Group {
     /// The distinct non-null text values of a column over the group's rows.
     pub fn texts(&self, column: &str) -> Vec<String> {
+        let Some(index) = self.table.columns.iter().position(|c| c.name == column) else {
+            return Vec::new();
+        };
         let mut values: Vec<String> =
-            self.rows.iter().filter_map(|row| row.get(column).and_then(Value::as_str).map(str::to_owned)).collect();
-        values.sort();
+            self.rows.iter().filter_map(|row| row[index].value().and_then(Value::as_str).map(str::to_owned)).collect();
+        values.sort_unstable();
         values.dedup();
         values
     }
@@ -78,16 +113,41 @@ impl Group {
 type Memo = Arc<dyn Any + Send + Sync>;
 
 /// Wraps rows loaded together as records of one group.
+pub fn group_rows(table: &'static Table, rows: Vec<Row>) -> Vec<Record> {
+    let rows: Vec<Arc<Row>> = rows.into_iter().map(Arc::new).collect();
+    let group = Arc::new(Group { table, rows: rows.clone(), memo: Mutex::new(HashMap::new()) });
+    rows.into_iter().map(|row| Record { table, row, group: group.clone() }).collect()
+}
+
+/// Wraps rows given as maps (column → value) as records of one group: what the typed row
+/// models of the write path produce.
 pub fn grouped(table: &'static Table, rows: Vec<Map<String, Value>>) -> Vec<Record> {
-    let rows: Vec<Arc<Map<String, Value>>> = rows.into_iter().map(Arc::new).collect();
-    let group = Arc::new(Group { rows: rows.clone(), memo: Mutex::new(HashMap::new()) });
-    rows.into_iter().map(|values| Record { table, values, group: group.clone() }).collect()
+    let rows = rows
+        .into_iter()
+        .map(|mut map| {
+            table.columns.iter().map(|c| map.remove(c.name).map_or(Slot::Absent, Slot::Value)).collect::<Row>()
+        })
+        .collect();
+    group_rows(table, rows)
 }
 
 impl Record {
     /// A column's value (`Null` when absent).
     pub fn get(&self, column: &str) -> &Value {
-        self.values.get(column).unwrap_or(&Value::Null)
+        match self.table.columns.iter().position(|c| c.name == column) {
+            Some(index) => self.at(index),
+            None => &NULL,
+        }
+    }
+
+    /// The value of the column at `index` (`Null` when not loaded).
+    pub fn at(&self, index: usize) -> &Value {
+        self.row.get(index).and_then(Slot::value).unwrap_or(&NULL)
+    }
+
+    /// The slot of the column at `index`.
+    pub fn slot(&self, index: usize) -> &Slot {
+        self.row.get(index).unwrap_or(&Slot::Absent)
     }
 
     /// A text column's value.
@@ -99,20 +159,109 @@ impl Record {
     pub fn id(&self) -> &str {
         self.text("id").unwrap_or_default()
     }
+
+    /// The loaded columns as a map (column → value).
+    pub fn to_map(&self) -> Map<String, Value> {
+        self.table
+            .columns
+            .iter()
+            .zip(self.row.iter())
+            .filter_map(|(column, slot)| slot.value().map(|v| (column.name.to_owned(), v.clone())))
+            .collect()
+    }
 }
 
-/// Runs `select` (which returns rows) and loads the rows of its table.
-pub async fn load(db: &Db, select: Select) -> AppResult<Vec<Record>> {
-    crate::with_row_model!(select.table.name, |R| load_as::<R>(db, select).await,
-        else Err(AppError::internal(format!("no row model for table `{}`", select.table.name))))
-}
+/// A row of a [`Projection::Columns`] select, decoded by its columns' aliases (the kind's
+/// letter and the column's index): the slots it has, by index.
+struct Decoded(Vec<(usize, Slot)>);
 
-async fn load_as<R>(db: &Db, select: Select) -> AppResult<Vec<Record>>
+/// How a backend's raw values decode into slots.
+trait Decode: diesel::backend::Backend + Sized
 where
-    R: QueryableByName<Pg> + QueryableByName<Sqlite> + Serialize + Send + 'static,
+    String: FromSql<Text, Self>,
+    i64: FromSql<BigInt, Self>,
+    f64: FromSql<Double, Self>,
+    bool: FromSql<Bool, Self>,
+    Timestamp: FromSql<UtcTimestamp, Self>,
 {
+    /// An integer (the backend's integer types).
+    fn int(value: Self::RawValue<'_>) -> deserialize::Result<i64> {
+        i64::from_sql(value)
+    }
+    /// A JSON value's text.
+    fn json_text(value: Self::RawValue<'_>) -> deserialize::Result<String>;
+}
+
+impl Decode for Pg {
+    fn int(value: Self::RawValue<'_>) -> deserialize::Result<i64> {
+        match value.get_oid().get() {
+            21 => <i16 as FromSql<diesel::sql_types::SmallInt, Pg>>::from_sql(value).map(i64::from),
+            23 => <i32 as FromSql<diesel::sql_types::Integer, Pg>>::from_sql(value).map(i64::from),
+            _ => <i64 as FromSql<BigInt, Pg>>::from_sql(value),
+        }
+    }
+
+    fn json_text(value: Self::RawValue<'_>) -> deserialize::Result<String> {
+        let bytes = value.as_bytes();
+        // jsonb's binary form is a version byte (1) and the text; json's is the text.
+        let text = match (value.get_oid().get(), bytes.split_first()) {
+            (3802, Some((1, rest))) => rest,
+            (3802, _) => return Err("unsupported jsonb version".into()),
+            _ => bytes,
+        };
+        Ok(std::str::from_utf8(text)?.to_owned())
+    }
+}
+
+impl Decode for Sqlite {
+    fn json_text(value: Self::RawValue<'_>) -> deserialize::Result<String> {
+        <String as FromSql<Text, Sqlite>>::from_sql(value)
+    }
+}
+
+impl<DB> QueryableByName<DB> for Decoded
+where
+    DB: Decode,
+    String: FromSql<Text, DB>,
+    i64: FromSql<BigInt, DB>,
+    f64: FromSql<Double, DB>,
+    bool: FromSql<Bool, DB>,
+    Timestamp: FromSql<UtcTimestamp, DB>,
+{
+    fn build<'a>(row: &impl NamedRow<'a, DB>) -> deserialize::Result<Self> {
+        let count = diesel::row::Row::field_count(row);
+        let mut slots = Vec::with_capacity(count);
+        for i in 0..count {
+            let Some(field) = diesel::row::Row::get(row, i) else { continue };
+            let Some(name) = field.field_name() else { continue };
+            let (tag, index) = name.split_at(1);
+            let Ok(index) = index.parse::<usize>() else { continue };
+            let slot = match field.value() {
+                None => Slot::Value(Value::Null),
+                Some(raw) => match tag {
+                    "s" => Slot::Value(Value::String(String::from_sql(raw)?)),
+                    "i" => Slot::Value(Value::from(DB::int(raw)?)),
+                    "r" => Slot::Value(Value::from(f64::from_sql(raw)?)),
+                    "b" => Slot::Value(Value::Bool(bool::from_sql(raw)?)),
+                    "t" => Slot::Value(Value::String(Timestamp::from_sql(raw)?.to_text())),
+                    "j" => Slot::Json(DB::json_text(raw)?.into_boxed_str(), OnceLock::new()),
+                    _ => continue,
+                },
+            };
+            slots.push((index, slot));
+        }
+        Ok(Decoded(slots))
+    }
+}
+
+/// Runs `select` (which returns rows: every column unless it names some) and loads the
+/// rows of its table.
+pub async fn load(db: &Db, mut select: Select) -> AppResult<Vec<Record>> {
     let table = select.table;
-    let rows: Vec<R> = match &db.pool {
+    if matches!(select.projection, Projection::Rows) {
+        select.projection = Projection::Columns(Columns::all(table));
+    }
+    let rows: Vec<Decoded> = match &db.pool {
         Pool::Postgres(pool) => {
             let mut conn = pool.get().await?;
             select.prepare::<Pg>().load(&mut *conn).await?
@@ -122,15 +271,20 @@ where
             select.prepare::<Sqlite>().load(&mut *conn).await?
         }
     };
-    let maps = rows
+    let width = table.columns.len();
+    let rows = rows
         .into_iter()
-        .map(|row| match serde_json::to_value(row) {
-            Ok(Value::Object(values)) => Ok(values),
-            Ok(_) => Err(AppError::internal(format!("a `{}` row is not an object", table.name))),
-            Err(e) => Err(AppError::internal(e)),
+        .map(|Decoded(slots)| {
+            let mut row: Vec<Slot> = (0..width).map(|_| Slot::Absent).collect();
+            for (index, slot) in slots {
+                if index < width {
+                    row[index] = slot;
+                }
+            }
+            row.into_boxed_slice()
         })
-        .collect::<AppResult<Vec<_>>>()?;
-    Ok(grouped(table, maps))
+        .collect();
+    Ok(group_rows(table, rows))
 }
 
 #[derive(QueryableByName)]

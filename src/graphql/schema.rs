@@ -23,8 +23,9 @@ use crate::graphql::filter;
 use crate::graphql::lists::{encode_cursor, ListArgs, ListQuery, Page, Total};
 use crate::graphql::loader::{GraphLoader, RowKey};
 use crate::graphql::names::{self, Link, Relation};
-use crate::graphql::records::{self, Record};
-use crate::sql::{Cond, OrderKey, Projection, Select};
+use crate::graphql::projection;
+use crate::graphql::records::{self, Record, Slot};
+use crate::sql::{Columns, Cond, OrderKey, Projection, Select};
 
 /// The caller's access for this request; absent for anonymous requests.
 #[derive(Clone)]
@@ -83,16 +84,22 @@ pub fn column_type(table: &Table, column: &Column) -> String {
     }
 }
 
-/// A stored value as the GraphQL value of its column.
-fn output(column: &Column, value: &serde_json::Value) -> Option<FieldValue<'static>> {
-    if value.is_null() {
-        return None;
-    }
-    let value = match (column.kind, value) {
-        (Kind::Enum(_), serde_json::Value::String(text)) => GqlValue::Enum(Name::new(names::enum_value(text))),
-        (_, other) => GqlValue::from_json(other.clone()).unwrap_or(GqlValue::Null),
+/// A stored value as the GraphQL value of its column (`Err` when the read did not load it:
+/// a bug in the projection, never shown as a NULL).
+fn output(column: &Column, slot: &Slot) -> Result<Option<FieldValue<'static>>, AppError> {
+    let value = match slot {
+        Slot::Absent => return Err(AppError::internal(format!("column `{}` was not loaded", column.name))),
+        Slot::Json(text, _) => serde_json::from_str::<GqlValue>(text).map_err(AppError::internal)?,
+        Slot::Value(serde_json::Value::Null) => return Ok(None),
+        Slot::Value(serde_json::Value::String(text)) => match column.kind {
+            Kind::Enum(_) => GqlValue::Enum(Name::new(names::enum_value(text))),
+            _ => GqlValue::String(text.clone()),
+        },
+        Slot::Value(serde_json::Value::Number(n)) => GqlValue::Number(n.clone()),
+        Slot::Value(serde_json::Value::Bool(b)) => GqlValue::Boolean(*b),
+        Slot::Value(other) => GqlValue::from_json(other.clone()).unwrap_or(GqlValue::Null),
     };
-    Some(FieldValue::value(value))
+    Ok(if value == GqlValue::Null { None } else { Some(FieldValue::value(value)) })
 }
 
 fn nn_if(ty: String, non_null: bool) -> TypeRef {
@@ -140,8 +147,10 @@ pub fn builder() -> SchemaBuilder {
                 let Some(user_id) = access.user_id() else {
                     return Ok(None);
                 };
+                let users = table("users");
+                let columns = projection::of_object(users, ctx.field().selection_set());
                 let found = loader(&ctx)?
-                    .load_one(RowKey { table: table("users"), column: "id", value: user_id.to_owned() })
+                    .load_one(RowKey { table: users, column: "id", value: user_id.to_owned(), columns })
                     .await?;
                 Ok(found.map(FieldValue::owned_any))
             })
@@ -156,7 +165,8 @@ pub fn builder() -> SchemaBuilder {
                     access(&ctx)?;
                     return Ok(None);
                 };
-                let found = loader(&ctx)?.load_one(RowKey { table, column: "id", value: id }).await?;
+                let columns = projection::of_object(table, ctx.field().selection_set());
+                let found = loader(&ctx)?.load_one(RowKey { table, column: "id", value: id, columns }).await?;
                 Ok(found.map(|r| FieldValue::owned_any(r).with_type(table.type_name)))
             })
         })
@@ -175,7 +185,8 @@ pub fn builder() -> SchemaBuilder {
                             access(&ctx)?;
                             return Ok(None);
                         }
-                        let found = loader(&ctx)?.load_one(RowKey { table, column: "id", value: id }).await?;
+                        let columns = projection::of_object(table, ctx.field().selection_set());
+                        let found = loader(&ctx)?.load_one(RowKey { table, column: "id", value: id, columns }).await?;
                         Ok(found.map(FieldValue::owned_any))
                     })
                 })
@@ -222,12 +233,17 @@ async fn root_list<'a>(
         access.scope(table)
     };
     let base = Cond::all(vec![visible, query.filter.clone()]);
-    let select = Select {
-        order: query.sql_order(),
-        limit: Some(query.fetch()),
-        ..Select::rows(table, Cond::all(vec![base.clone(), query.cursor.clone()]))
+    let (columns, wanted) = projection::of_connection(table, ctx.field(), &query.order);
+    let rows = if wanted {
+        let select = Select {
+            order: query.sql_order(),
+            limit: Some(query.fetch()),
+            ..Select::rows(table, Cond::all(vec![base.clone(), query.cursor.clone()])).columns(columns)
+        };
+        records::load(db, select).await?
+    } else {
+        Vec::new()
     };
-    let rows = records::load(db, select).await?;
     let total = Total::Count(Select { projection: Projection::Count, ..Select::rows(table, base) });
     Ok(Some(FieldValue::owned_any(query.page(rows, total))))
 }
@@ -238,7 +254,8 @@ async fn children<'a>(
 ) -> async_graphql::Result<Option<FieldValue<'a>>> {
     let parent = record(&ctx)?.clone();
     let query = Arc::new(list_args(&ctx).parse(relation.child)?);
-    let rows = reader(&ctx)?.children(&parent, relation, &query).await?;
+    let (columns, wanted) = projection::of_connection(relation.child, ctx.field(), &query.order);
+    let rows = if wanted { reader(&ctx)?.children(&parent, relation, &query, columns).await? } else { Vec::new() };
     let page = query.page(rows, Total::Children(parent, relation, query.clone()));
     Ok(Some(FieldValue::owned_any(page)))
 }
@@ -246,7 +263,9 @@ async fn children<'a>(
 async fn linked<'a>(ctx: ResolverContext<'a>, link: &'static Link) -> async_graphql::Result<Option<FieldValue<'a>>> {
     let parent = record(&ctx)?.clone();
     let query: Arc<ListQuery> = Arc::new(list_args(&ctx).parse(link.to)?);
-    let (rows, _) = reader(&ctx)?.linked(&parent, link, &query, false).await?;
+    let (columns, wanted) = projection::of_connection(link.to, ctx.field(), &query.order);
+    let (rows, _) =
+        if wanted { reader(&ctx)?.linked(&parent, link, &query, false, columns).await? } else { Default::default() };
     let page = query.page(rows, Total::Linked(parent, link, query.clone()));
     Ok(Some(FieldValue::owned_any(page)))
 }
@@ -265,9 +284,17 @@ fn register_table(mut builder: SchemaBuilder, table: &'static Table) -> SchemaBu
     for column in table.columns.iter().filter(|c| !names::is_secret(c)) {
         let field_name = names::column_field(column);
         let non_null = !column.nullable;
+        let index = table.columns.iter().position(|c| c.name == column.name).unwrap_or(usize::MAX);
         object = object.field(
             Field::new(field_name.clone(), nn_if(column_type(table, column), non_null), move |ctx| {
-                FieldFuture::new(async move { Ok(output(column, record(&ctx)?.get(column.name))) })
+                let value = match record(&ctx) {
+                    Ok(record) => output(column, record.slot(index)).map_err(async_graphql::Error::from),
+                    Err(e) => Err(e),
+                };
+                match value {
+                    Ok(value) => FieldFuture::Value(value),
+                    Err(e) => FieldFuture::new(async move { Err::<Option<FieldValue>, _>(e) }),
+                }
             })
             .description(column.doc),
         );
@@ -297,7 +324,8 @@ fn register_table(mut builder: SchemaBuilder, table: &'static Table) -> SchemaBu
         object = object.field(
             Field::new(relation.parent_field.clone(), nn_if(parent_type.into(), guaranteed), move |ctx| {
                 FieldFuture::new(async move {
-                    let found = reader(&ctx)?.parent(record(&ctx)?, relation).await?;
+                    let columns = projection::of_object(relation.parent, ctx.field().selection_set());
+                    let found = reader(&ctx)?.parent(record(&ctx)?, relation, columns).await?;
                     Ok(found.map(FieldValue::owned_any))
                 })
             })
@@ -310,7 +338,8 @@ fn register_table(mut builder: SchemaBuilder, table: &'static Table) -> SchemaBu
             object = object.field(
                 Field::new(relation.children_field.clone(), TypeRef::named(child_type), move |ctx| {
                     FieldFuture::new(async move {
-                        let found = reader(&ctx)?.only_child(record(&ctx)?, relation).await?;
+                        let columns = projection::of_object(relation.child, ctx.field().selection_set());
+                        let found = reader(&ctx)?.only_child(record(&ctx)?, relation, columns).await?;
                         Ok(found.map(FieldValue::owned_any))
                     })
                 })
@@ -470,7 +499,8 @@ fn connection(table: &'static Table) -> Object {
                         reader(&ctx)?.child_aggregate(parent, relation, &query.filter, &columns).await?
                     }
                     Total::Linked(parent, link, query) => {
-                        let (rows, _) = reader(&ctx)?.linked(parent, link, query, true).await?;
+                        let all = Columns::all(link.to);
+                        let (rows, _) = reader(&ctx)?.linked(parent, link, query, true, all).await?;
                         records::aggregate_records(&rows, &columns)
                     }
                 };
@@ -498,10 +528,12 @@ fn connection_fields(type_name: &'static str) -> Object {
             .description("The rows with their cursors."),
         )
         .field(
-            Field::new("nodes", TypeRef::named_nn_list_nn(type_name), |ctx| {
-                FieldFuture::new(async move {
-                    Ok(Some(FieldValue::list(page(&ctx)?.records.iter().cloned().map(FieldValue::owned_any))))
-                })
+            Field::new("nodes", TypeRef::named_nn_list_nn(type_name), |ctx| match page(&ctx) {
+                // The rows are borrowed from the page: no copy, no future.
+                Ok(page) => FieldFuture::Value(Some(FieldValue::list(
+                    page.records.iter().map(|r| FieldValue::borrowed_any(r as &(dyn std::any::Any + Send + Sync))),
+                ))),
+                Err(e) => FieldFuture::new(async move { Err::<Option<FieldValue>, _>(e) }),
             })
             .description("The rows."),
         )
@@ -528,7 +560,9 @@ fn connection_fields(type_name: &'static str) -> Object {
                         Total::Children(parent, relation, query) => {
                             reader(&ctx)?.child_count(parent, relation, &query.filter).await?
                         }
-                        Total::Linked(parent, link, query) => reader(&ctx)?.linked(parent, link, query, true).await?.1,
+                        Total::Linked(parent, link, query) => {
+                            reader(&ctx)?.linked(parent, link, query, true, Columns::none()).await?.1
+                        }
                     };
                     Ok(Some(FieldValue::value(total)))
                 })

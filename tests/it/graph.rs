@@ -195,7 +195,7 @@ both_backends! {
 }
 
 /// Builds `n` traces with a feedback each and 10 executions each over 10 evals.
-async fn nested_data(fx: &Fixtures, workspace: &str, n: usize) {
+pub(crate) async fn nested_data(fx: &Fixtures, workspace: &str, n: usize) {
     let agent = fx.insert("agents", workspace, &[]).await;
     let evals = fx
         .insert_many(

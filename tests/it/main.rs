@@ -11,6 +11,7 @@ mod graph;
 mod hardening;
 mod mutations;
 mod ops;
+mod reads;
 mod security_input;
 mod security_ws;
 mod server;

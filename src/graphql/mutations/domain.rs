@@ -461,7 +461,7 @@ async fn rate_trace_in(
     let existing = existing.into_iter().next();
     let (record, created) = match existing {
         Some(old) => {
-            let mut merged = (*old.values).clone();
+            let mut merged = old.to_map();
             merged.extend(values.clone());
             generic::check_references(tx, access, feedback, Some(&workspace), &values, &merged).await?;
             (generic::apply(tx, access, feedback, &old, &values).await?, false)

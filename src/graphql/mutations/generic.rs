@@ -334,11 +334,11 @@ pub async fn update(
         table.foreign_keys().any(|(column, _)| Some(column.name) != scope && changes.contains_key(column.name));
     let what = format!("updating {}", policy::a(table.type_name));
     let workspace = authorize_existing(tx, access, table, &old, who, &what, sets_reference).await?;
-    let mut merged = (*old.values).clone();
+    let mut merged = old.to_map();
     merged.extend(changes.clone());
     check_references(tx, access, table, workspace.as_deref(), &changes, &merged).await?;
     rules::before_update(tx, access, table, &old, &mut changes).await?;
-    let mut merged = (*old.values).clone();
+    let mut merged = old.to_map();
     merged.extend(changes.clone());
     rules::check_row(table, &changes, &merged)?;
     apply(tx, access, table, &old, &changes).await

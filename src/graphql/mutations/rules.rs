@@ -196,7 +196,7 @@ pub async fn before_update(
 ) -> AppResult<()> {
     match table.name {
         "taskset_tasks" if changes.contains_key("user_message") || changes.contains_key("expected_output") => {
-            let mut merged = (*old.values).clone();
+            let mut merged = old.to_map();
             merged.extend(changes.clone());
             hash_into(changes, &merged);
         }
