@@ -197,13 +197,7 @@ fn traces_json(prefix: &str, n: usize) -> Vec<Value> {
 }
 
 async fn statements(http: &mut Client) -> u64 {
-    let metrics = http.get("/metrics", &[]).await.map(|r| r.body).unwrap_or_default();
-    metrics
-        .lines()
-        .find(|l| l.starts_with("iofold_db_statements_total"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse::<f64>().ok())
-        .unwrap_or(0.0) as u64
+    common::statements_total(&http.get("/metrics", &[]).await.map(|r| r.body).unwrap_or_default())
 }
 
 async fn run(backend: &str, seconds: u64, client_counts: &[usize], pg_base: &str) -> bool {

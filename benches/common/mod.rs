@@ -43,6 +43,7 @@ impl BenchDb {
 
     /// The server configuration on this database (development settings, the given admin
     /// secret, a pool of `pool_size`).
+    #[allow(dead_code)] // not every benchmark seeds through the server's configuration
     pub fn config(&self, admin_secret: Option<&str>, pool_size: u32) -> Config {
         Config::from_args(&ConfigArgs {
             database_url: self.url.as_str().to_owned(),
@@ -91,4 +92,15 @@ pub fn percentile(sorted: &[std::time::Duration], q: f64) -> std::time::Duration
         return std::time::Duration::ZERO;
     }
     sorted[((sorted.len() as f64 * q) as usize).min(sorted.len() - 1)]
+}
+
+/// The server's `iofold_db_statements_total` (SQL statements started) in a `/metrics` page.
+#[allow(dead_code)] // not every benchmark reads the server's metrics
+pub fn statements_total(metrics: &str) -> u64 {
+    metrics
+        .lines()
+        .find(|l| l.starts_with("iofold_db_statements_total"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0) as u64
 }
