@@ -60,6 +60,9 @@ pub struct Credential {
     pub viewer: Viewer,
     /// When the token expires, if it does.
     pub expires_at: Option<Timestamp>,
+    /// A token's user's workspaces and roles, read by the same statement as the token
+    /// (`None` for the admin and anonymous callers).
+    pub memberships: Option<Vec<(String, WorkspaceMemberRole)>>,
 }
 
 /// Resolves the credentials of a request. No credentials: [`Viewer::Anonymous`]. A wrong admin
@@ -75,14 +78,15 @@ pub async fn authenticate(
 
 /// [`authenticate`], with the credential's expiry: the one check of HTTP requests and of
 /// WebSocket connections (at `connection_init`, at every operation and while subscriptions
-/// run). One statement for a token, none for the admin secret.
+/// run). One statement for a token (the token and its user's memberships, joined), none for
+/// the admin secret.
 pub async fn check_credential(
     db: &Db,
     admin_secret: Option<&str>,
     sent_secret: Option<&str>,
     authorization: Option<&str>,
 ) -> AppResult<Credential> {
-    let never = |viewer| Credential { viewer, expires_at: None };
+    let never = |viewer| Credential { viewer, expires_at: None, memberships: None };
     if let Some(sent) = sent_secret {
         return match admin_secret {
             Some(expected) if constant_time_eq(sent.as_bytes(), expected.as_bytes()) => Ok(never(Viewer::Admin)),
@@ -99,17 +103,21 @@ pub async fn check_credential(
         .filter(|t| !t.is_empty())
         .ok_or_else(|| AppError::Unauthenticated("the Authorization header must be `Bearer <token>`".into()))?;
     let hash = token_hash(token);
-    let found: Option<api_token::Row> = with_conn!(db, |conn| {
+    type Membership = Option<(String, WorkspaceMemberRole)>;
+    let rows: Vec<(api_token::Row, Membership)> = with_conn!(db, |conn| {
         api_tokens::table
+            .left_join(workspace_members::table.on(workspace_members::user_id.eq(api_tokens::user_id)))
             .filter(api_tokens::token_hash.eq(&hash))
-            .select(api_token::Row::as_select())
-            .first(conn)
-            .await
-            .optional()?
+            .select((api_token::Row::as_select(), (workspace_members::workspace_id, workspace_members::role).nullable()))
+            .order(workspace_members::workspace_id)
+            .load(conn)
+            .await?
     });
     let now = Timestamp::now();
     let invalid = || AppError::Unauthenticated("invalid, expired or revoked token".into());
-    let token = found.ok_or_else(invalid)?;
+    let mut rows = rows.into_iter();
+    let (token, first) = rows.next().ok_or_else(invalid)?;
+    let memberships: Vec<(String, WorkspaceMemberRole)> = first.into_iter().chain(rows.filter_map(|(_, m)| m)).collect();
     if token.revoked_at.is_some() || token.expires_at.is_some_and(|at| at <= now) {
         return Err(invalid());
     }
@@ -127,7 +135,11 @@ pub async fn check_credential(
             .in_current_span(),
         );
     }
-    Ok(Credential { viewer: Viewer::User { user_id: token.user_id }, expires_at: token.expires_at })
+    Ok(Credential {
+        viewer: Viewer::User { user_id: token.user_id },
+        expires_at: token.expires_at,
+        memberships: Some(memberships),
+    })
 }
 
 async fn touch_token(db: &Db, token_id: &str, now: Timestamp) -> AppResult<()> {

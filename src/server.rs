@@ -49,13 +49,13 @@ use futures_util::StreamExt;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use crate::auth::{authenticate, Viewer, ADMIN_SECRET_HEADER};
+use crate::auth::{check_credential, Credential, ADMIN_SECRET_HEADER};
 use crate::config::Config;
 use crate::db::Db;
 use crate::error::AppError;
 use crate::events::EventBus;
 use crate::graphql::access::Access;
-use crate::graphql::{access_of, build_schema_with, with_request_data, AppSchema};
+use crate::graphql::{access_of_credential, build_schema_with, with_request_data, AppSchema};
 use crate::observability::{self, Metrics, RequestId, RequestReport, ANONYMOUS_OPERATION, NO_OPERATION};
 use guard::{OperationSlot, Transport};
 
@@ -186,9 +186,9 @@ impl MediaType {
 }
 
 /// Resolves the caller from the request headers.
-async fn viewer(state: &AppState, headers: &HeaderMap) -> Result<Viewer, AppError> {
+async fn credential(state: &AppState, headers: &HeaderMap) -> Result<Credential, AppError> {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    authenticate(
+    check_credential(
         &state.db,
         state.config.admin_secret.as_deref(),
         header(ADMIN_SECRET_HEADER),
@@ -261,12 +261,12 @@ fn private(mut response: Response) -> Response {
 
 /// Resolves the caller and what they may see, or the refusal.
 async fn caller(state: &AppState, headers: &HeaderMap) -> Result<Option<Arc<Access>>, Refusal> {
-    let viewer = viewer(state, headers).await.map_err(|e| match e {
+    let credential = credential(state, headers).await.map_err(|e| match e {
         AppError::Unauthenticated(_) => Refusal::app(StatusCode::UNAUTHORIZED, e),
         AppError::Timeout(_) => Refusal::app(StatusCode::GATEWAY_TIMEOUT, e),
         e => Refusal::app(StatusCode::INTERNAL_SERVER_ERROR, e),
     })?;
-    access_of(&state.db, &viewer).await.map_err(|e| match e {
+    access_of_credential(&state.db, credential).await.map_err(|e| match e {
         AppError::Timeout(_) => Refusal::app(StatusCode::GATEWAY_TIMEOUT, e),
         e => Refusal::app(StatusCode::INTERNAL_SERVER_ERROR, e),
     })

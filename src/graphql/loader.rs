@@ -21,7 +21,7 @@ use crate::error::{AppError, AppResult};
 use crate::graphql::access::Access;
 use crate::graphql::lists::ListQuery;
 use crate::graphql::names::{Link, Relation};
-use crate::graphql::records::{self, Record};
+use crate::graphql::records::{self, MemoKey, Record};
 use crate::sql::{Columns, Cond, Per, Projection, Select};
 
 /// The per-request reader: the database and the caller.
@@ -132,7 +132,7 @@ impl GraphLoader {
         let column = relation.column.name;
         let Some(value) = record.text(column) else { return Ok(None) };
         let columns = columns.with(relation.parent, "id");
-        let key = format!("parent|{column}|{columns:?}");
+        let key = MemoKey("parent", relation.parent.name, column, columns, String::new());
         let parents = record
             .group
             .memo(key, || async {
@@ -152,7 +152,7 @@ impl GraphLoader {
     ) -> AppResult<Option<Record>> {
         let column = relation.column.name;
         let columns = columns.with(relation.child, column);
-        let key = format!("only|{}|{column}|{columns:?}", relation.child.name);
+        let key = MemoKey("only", relation.child.name, column, columns, String::new());
         let children = record
             .group
             .memo(key, || async {
@@ -179,7 +179,7 @@ impl GraphLoader {
     ) -> AppResult<Vec<Record>> {
         let column = relation.column.name;
         let columns = columns.with(relation.child, column);
-        let key = format!("children|{column}|{}|{columns:?}", query.fingerprint());
+        let key = MemoKey("children", relation.child.name, column, columns, query.fingerprint());
         let pages = record
             .group
             .memo(key, || async {
@@ -204,7 +204,7 @@ impl GraphLoader {
     /// How many children of a row match a filter, counted for the whole group at once.
     pub async fn child_count(&self, record: &Record, relation: &'static Relation, filter: &Cond) -> AppResult<i64> {
         let column = relation.column.name;
-        let key = format!("count|{}|{column}|{filter:?}", relation.child.name);
+        let key = MemoKey("count", relation.child.name, column, Columns::none(), format!("{filter:?}"));
         let counts = record
             .group
             .memo(key, || async {
@@ -230,7 +230,7 @@ impl GraphLoader {
         columns: &[&'static str],
     ) -> AppResult<records::Aggregate> {
         let column = relation.column.name;
-        let key = format!("aggregate|{}|{column}|{filter:?}", relation.child.name);
+        let key = MemoKey("aggregate", relation.child.name, column, Columns::none(), format!("{filter:?}"));
         let all = record
             .group
             .memo(key, || async {
@@ -259,7 +259,13 @@ impl GraphLoader {
         columns: Columns,
     ) -> AppResult<(Vec<Record>, i64)> {
         let columns = columns.with(query.table, "id");
-        let key = format!("linked|{}|{}|{count}|{}|{columns:?}", link.link.name, link.from_column, query.fingerprint());
+        let key = MemoKey(
+            if count { "linked-count" } else { "linked" },
+            link.link.name,
+            link.from_column,
+            columns,
+            query.fingerprint(),
+        );
         let results = record
             .group
             .memo(key, || async {

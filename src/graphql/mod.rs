@@ -77,6 +77,18 @@ pub async fn access_of(db: &Db, viewer: &Viewer) -> AppResult<Option<Arc<Access>
     })
 }
 
+/// [`access_of`] a checked credential: with the memberships its statement read, when it
+/// did (a token), without another statement.
+pub async fn access_of_credential(db: &Db, credential: crate::auth::Credential) -> AppResult<Option<Arc<Access>>> {
+    match (credential.viewer, credential.memberships) {
+        (Viewer::User { user_id }, Some(memberships)) => {
+            let (workspaces, roles) = memberships.into_iter().unzip();
+            Ok(Some(Arc::new(Access::Member { user_id, workspaces, roles })))
+        }
+        (viewer, _) => access_of(db, &viewer).await,
+    }
+}
+
 /// Adds what the resolvers need to a request: the database, the caller's access and a
 /// fresh loader bound to that access.
 pub fn with_request_data(

@@ -71,7 +71,19 @@ pub struct Group {
     pub table: &'static Table,
     /// The rows' values.
     pub rows: Vec<Arc<Row>>,
-    memo: Mutex<HashMap<String, Arc<OnceCell<Memo>>>>,
+    memo: Mutex<HashMap<MemoKey, Arc<OnceCell<Memo>>>>,
+}
+
+/// What a group's batch is: the kind of batch, the table and column of the relation, the
+/// columns loaded, and anything else that tells two batches apart (list arguments). Built
+/// per row without formatting text for the common batches (a parent, an only child).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct MemoKey(pub &'static str, pub &'static str, pub &'static str, pub Columns, pub String);
+
+impl From<String> for MemoKey {
+    fn from(text: String) -> Self {
+        MemoKey("", "", "", Columns::none(), text)
+    }
 }
 
 impl std::fmt::Debug for Group {
@@ -94,13 +106,13 @@ impl Group {
     }
 
     /// What `key` names for the whole group: computed once by `compute`, shared after.
-    pub async fn memo<T, F, Fut>(&self, key: String, compute: F) -> AppResult<Arc<T>>
+    pub async fn memo<T, F, Fut>(&self, key: impl Into<MemoKey>, compute: F) -> AppResult<Arc<T>>
     where
         T: Any + Send + Sync,
         F: FnOnce() -> Fut,
         Fut: std::future::Future<Output = AppResult<T>>,
     {
-        let cell = self.memo.lock().unwrap_or_else(|e| e.into_inner()).entry(key).or_default().clone();
+        let cell = self.memo.lock().unwrap_or_else(|e| e.into_inner()).entry(key.into()).or_default().clone();
         let value = cell
             .get_or_try_init(|| async { compute().await.map(|v| Arc::new(v) as Arc<dyn Any + Send + Sync>) })
             .await?

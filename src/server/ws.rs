@@ -56,7 +56,7 @@ use crate::db::sql_types::Timestamp;
 use crate::error::{AppError, AppResult};
 use crate::events::Event;
 use crate::graphql::access::{Access, LiveAccess};
-use crate::graphql::{access_of, with_subscription_data};
+use crate::graphql::{access_of_credential, with_subscription_data};
 use crate::observability::RequestId;
 
 /// The subprotocols, preferred first.
@@ -488,7 +488,8 @@ async fn resolve(state: &AppState, credentials: &Credentials) -> AppResult<Optio
             credentials.authorization.as_deref(),
         )
         .await?;
-        Ok(access_of(&state.db, &credential.viewer).await?.map(|access| (access, credential.expires_at)))
+        let expires_at = credential.expires_at;
+        Ok(access_of_credential(&state.db, credential).await?.map(|access| (access, expires_at)))
     })
     .await;
     checked.unwrap_or_else(|_| Err(AppError::Timeout("the credential check did not finish in time".into())))
