@@ -15,6 +15,140 @@ use crate::support::fixtures::{count, execute, quote, Fixtures, Value};
 use crate::support::ws::{bearer, live_subscriptions, Live, Ws, QUIET, WAIT};
 
 // ---------------------------------------------------------------------------------------
+// Trace steps.
+
+const IMPORT: &str = "mutation($ws: ID!, $traces: [TraceImportInput!]!) { importTraces(workspaceId: $ws, \
+    source: LANGFUSE, traces: $traces) { imported traces { id stepCount } } }";
+
+fn trace(n: usize, steps: Json) -> Json {
+    json!({"traceId": format!("t-{n}"), "timestamp": "2026-01-15T09:00:00Z", "steps": steps})
+}
+
+/// A step with every documented field.
+fn full_step(n: usize) -> Json {
+    json!({
+        "step_id": format!("s{n}"),
+        "timestamp": "2026-01-15T09:00:01.5+01:00",
+        "messages_added": [{"role": "user", "content": "hi"}],
+        "tool_calls": [{"name": "search", "arguments": {"q": "x"}}],
+        "input": {"q": "x"},
+        "output": "answer",
+        "error": null,
+        "metadata": {"model": "m"}
+    })
+}
+
+both_backends! {
+    async fn trace_steps_are_checked_on_every_write_path(backend: Backend) {
+        let app = TestApp::new(backend).await;
+        let fx = Fixtures::new(&app.state.db);
+        let (ws, owner) = fx.workspace_with_owner().await;
+        let token = fx.token_for(&owner).await;
+        let traces_in = || count(&app.state.db, "traces", None);
+
+        // Every documented field with its type, or none of them (lenient on absence).
+        let good = vec![trace(0, json!([full_step(0), full_step(1)])), trace(1, json!([{"input": "q"}, {}])), trace(2, json!([]))];
+        let imported = app.graphql(Some(&token), IMPORT, json!({"ws": ws, "traces": good})).await;
+        assert_eq!(imported.data()["importTraces"]["imported"], 3);
+        assert_eq!(traces_in().await, 3);
+
+        // Each wrong type is refused, naming the trace (index and traceId), the step and the field.
+        let cases = [
+            ("timestamp", json!("not a date"), "timestamp"),
+            ("timestamp", json!(1736931600), "timestamp"),
+            ("step_id", json!(7), "step_id"),
+            ("messages_added", json!({"role": "user"}), "messages_added"),
+            ("tool_calls", json!("search"), "tool_calls"),
+            ("tool_calls", json!([{"name": "ok"}, "search"]), "tool_calls[1]"),
+            ("metadata", json!([1]), "metadata"),
+            ("error", json!({"code": 1}), "error"),
+            ("step_id", json!(null), "step_id"),
+        ];
+        for (key, value, path) in cases {
+            let mut bad = full_step(2);
+            bad[key] = value.clone();
+            let batch = vec![trace(10, json!([full_step(0)])), trace(11, json!([full_step(0), full_step(1), bad]))];
+            let response = app.graphql(Some(&token), IMPORT, json!({"ws": ws, "traces": batch})).await;
+            assert_eq!(response.error_code(), Some("BAD_USER_INPUT"), "{key}: {value}: {}", response.body);
+            let field = format!("traces[1].steps[2].{path}");
+            assert_eq!(response.body["errors"][0]["extensions"]["field"], json!(field), "{}", response.body);
+            let message = response.body["errors"][0]["message"].as_str().unwrap();
+            assert!(message.contains(&field) && message.contains("t-11") && message.contains("step 2"), "{message}");
+            assert_eq!(traces_in().await, 3, "all or nothing: {key}");
+        }
+        let not_object = app.graphql(Some(&token), IMPORT, json!({"ws": ws, "traces": [trace(12, json!([full_step(0), "step"]))]})).await;
+        assert_eq!(not_object.body["errors"][0]["extensions"]["field"], "traces[0].steps[1]", "{}", not_object.body);
+
+        // createTrace checks the same.
+        let create = "mutation($input: CreateTraceInput!) { createTrace(input: $input) { trace { id stepCount } } }";
+        let mut input = json!({"workspaceId": ws, "traceId": "c-1", "source": "OPENAI", "timestamp": "2026-01-15T09:00:00Z", "steps": [full_step(0), {"timestamp": "yesterday"}]});
+        let refused = app.graphql(Some(&token), create, json!({"input": input})).await;
+        assert_eq!(refused.error_code(), Some("BAD_USER_INPUT"));
+        assert_eq!(refused.body["errors"][0]["extensions"]["field"], "steps[1].timestamp", "{}", refused.body);
+        assert_eq!(traces_in().await, 3);
+        input["steps"] = json!([full_step(0), {"timestamp": "2026-01-15T09:00:00Z"}]);
+        let created = app.graphql(Some(&token), create, json!({"input": input})).await;
+        assert_eq!(created.data()["createTrace"]["trace"]["stepCount"], 2);
+        // `steps` is never patched (updateTrace has no such field).
+        let patch = app.graphql(Some(&token), "mutation($id: ID!) { updateTrace(id: $id, patch: {steps: []}) { trace { id } } }", json!({"id": created.data()["createTrace"]["trace"]["id"]})).await;
+        assert_eq!(patch.error_code(), Some("GRAPHQL_VALIDATION_FAILED"));
+    }
+}
+
+fn iofold(url: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_iofold-graph"))
+        .args(args)
+        .env("DATABASE_URL", url)
+        .env_remove("APP_ENV")
+        .env_remove("NODE_ENV")
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("the binary runs")
+}
+
+async fn binary(url: &str, args: &[&str]) -> Output {
+    let url = url.to_owned();
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    tokio::task::spawn_blocking(move || iofold(&url, &args.iter().map(String::as_str).collect::<Vec<_>>()))
+        .await
+        .unwrap()
+}
+
+fn text(output: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
+}
+
+both_backends! {
+    async fn the_cli_import_refuses_invalid_trace_steps(backend: Backend) {
+        let source = TestDb::migrated(backend).await;
+        let fx = Fixtures::new(&source.db);
+        let ws = fx.workspace().await;
+        // Written behind the API's back, as an old database may hold it.
+        let bad = json!([{"step_id": "s0", "timestamp": "2026-01-15T09:00:00Z"}, {"step_id": "s1", "timestamp": "not a date"}]);
+        fx.insert("traces", &ws, &[("trace_id", "bad-trace".into()), ("steps", Value::Json(bad.to_string()))]).await;
+        let dir = std::env::temp_dir().join(format!("iofold-steps-{}", uuid::Uuid::new_v4().simple()));
+        let export = binary(source.url.as_str(), &["export", dir.to_str().unwrap()]).await;
+        assert!(export.status.success(), "{}", text(&export));
+        let target = TestDb::migrated(backend).await;
+        let import = binary(target.url.as_str(), &["import", dir.to_str().unwrap()]).await;
+        let out = text(&import);
+        assert!(!import.status.success(), "{out}");
+        for needle in ["table traces", "bad-trace", "steps[1].timestamp", "not a date", "nothing was imported"] {
+            assert!(out.contains(needle), "`{needle}` not in {out}");
+        }
+        assert_eq!(count(&target.db, "users", None).await, 0, "nothing was written");
+        // Fixed, the same export imports.
+        execute(&source.db, &format!("UPDATE traces SET steps = {} WHERE trace_id = 'bad-trace'", quote(&json!([{"step_id": "s0"}]).to_string()))).await.unwrap();
+        let fixed = dir.with_extension("fixed");
+        assert!(binary(source.url.as_str(), &["export", fixed.to_str().unwrap()]).await.status.success());
+        let import = binary(target.url.as_str(), &["import", fixed.to_str().unwrap()]).await;
+        assert!(import.status.success(), "{}", text(&import));
+        let _ = std::fs::remove_dir_all(&dir);
+        let _ = std::fs::remove_dir_all(&fixed);
+    }
+}
+
+// ---------------------------------------------------------------------------------------
 // Dashboards.
 
 const DASHBOARD: &str = "query($ws: ID!) { workspace(id: $ws) { evalAccuracyBuckets { bucket count } \

@@ -544,7 +544,7 @@ async fn import_traces(ctx: ResolverContext<'_>) -> async_graphql::Result<Payloa
     let columns = import_columns();
     let mut seen = HashSet::new();
     let rows = args.each("traces", |i, object| {
-        let row = input::read(traces, &columns, object, &format!("traces[{i}]."))?;
+        let row = input::read(traces, &columns, object, &format!("traces[{i}].")).map_err(|e| of_trace(e, object))?;
         let trace_id = row.get("trace_id").and_then(Value::as_str).unwrap_or_default().to_owned();
         if !seen.insert(trace_id.clone()) {
             return Err(AppError::bad_input(
@@ -557,6 +557,21 @@ async fn import_traces(ctx: ResolverContext<'_>) -> async_graphql::Result<Payloa
     let result: AppResult<Payload> =
         in_tx!(db, |tx| import_in(tx, &access, &workspace_id, integration_id.as_deref(), &source, &rows).await);
     Ok(result?)
+}
+
+/// An error in a trace's steps also names the trace by its `traceId`.
+fn of_trace(error: AppError, object: &ObjectAccessor<'_>) -> AppError {
+    match error {
+        AppError::BadUserInput { message, field: Some(field) } if field.contains(".steps") => {
+            let trace_id = object.get("traceId").and_then(|v| v.string().ok().map(str::to_owned));
+            let message = match trace_id {
+                Some(trace_id) => format!("{message} (traceId `{trace_id}`)"),
+                None => message,
+            };
+            AppError::BadUserInput { message, field: Some(field) }
+        }
+        other => other,
+    }
 }
 
 async fn import_in(

@@ -198,6 +198,11 @@ pub enum Shape {
     Array,
     /// An array of objects.
     ArrayOfObjects,
+    /// Trace steps: an array of objects whose documented fields, where present, have their
+    /// types: `step_id` a string, `timestamp` an RFC 3339 date-time, `messages_added` an
+    /// array, `tool_calls` an array of objects, `metadata` an object (`input`, `output`:
+    /// any value; `error`: a string or null).
+    Steps,
     /// An array of strings.
     ArrayOfStrings,
     /// Workflow nodes: an array of `{id, type, data}` with distinct string ids.
@@ -209,7 +214,7 @@ pub enum Shape {
 /// The shape of a JSON column's values.
 pub fn shape(table: &Table, column: &Column) -> Shape {
     match (table.name, column.name) {
-        ("traces", "steps") => Shape::ArrayOfObjects,
+        ("traces", "steps") => Shape::Steps,
         ("trace_summaries", "key_behaviors")
         | ("task_metadata", "success_criteria")
         | ("evals", "training_trace_ids") => Shape::ArrayOfStrings,
