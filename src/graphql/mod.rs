@@ -14,6 +14,7 @@ pub mod names;
 pub mod records;
 pub mod schema;
 pub mod subscriptions;
+pub mod through;
 
 use std::sync::Arc;
 

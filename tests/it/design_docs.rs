@@ -199,3 +199,149 @@ both_backends! {
     }
 }
 
+// ---------------------------------------------------------------------------------------
+// Agent.traces.
+
+/// An agent with two versions and traces on each, a trace without version, another agent's
+/// traces; workspace B with its own. Returns (app, token A, token B, agent, expected ids in
+/// the default order (newest timestamp first), the other agent).
+struct Agents {
+    app: TestApp,
+    token_a: String,
+    token_b: String,
+    agent: String,
+    mine: Vec<(String, String, Option<i64>)>,
+    other_agent: String,
+}
+
+async fn agents(backend: Backend) -> Agents {
+    let app = TestApp::new(backend).await;
+    let fx = Fixtures::new(&app.state.db);
+    let (ws, owner) = fx.workspace_with_owner().await;
+    let (ws_b, owner_b) = fx.workspace_with_owner().await;
+    let token_a = fx.token_for(&owner).await;
+    let token_b = fx.token_for(&owner_b).await;
+    let agent = fx.insert("agents", &ws, &[]).await;
+    let other_agent = fx.insert("agents", &ws, &[]).await;
+    let version = |agent: String, n: i64| {
+        let fx = &fx;
+        let ws = ws.clone();
+        async move { fx.insert("agent_versions", &ws, &[("agent_id", agent.into()), ("version", n.into())]).await }
+    };
+    let v1 = version(agent.clone(), 1).await;
+    let v2 = version(agent.clone(), 2).await;
+    let v3 = version(agent.clone(), 3).await; // no traces
+    let _ = v3;
+    let w1 = version(other_agent.clone(), 1).await;
+    let mut mine = Vec::new();
+    for i in 0..7i64 {
+        let v = if i % 3 == 0 { &v1 } else { &v2 };
+        let tokens = if i == 4 { Value::Null } else { Value::Int(100 * (i + 1)) };
+        let at = format!("2026-01-15T09:{:02}:00.000000Z", 10 + (i * 7) % 11);
+        let id = fx
+            .insert(
+                "traces",
+                &ws,
+                &[("agent_version_id", v.into()), ("timestamp", at.clone().into()), ("total_tokens", tokens.clone())],
+            )
+            .await;
+        mine.push((id, at, if let Value::Int(n) = tokens { Some(n) } else { None }));
+    }
+    // Not the agent's: no version, the other agent's version.
+    fx.insert("traces", &ws, &[]).await;
+    fx.insert("traces", &ws, &[("agent_version_id", (&w1).into())]).await;
+    // Workspace B's agent and traces.
+    let agent_b = fx.insert("agents", &ws_b, &[]).await;
+    let vb = fx.insert("agent_versions", &ws_b, &[("agent_id", agent_b.into()), ("version", 1i64.into())]).await;
+    fx.insert("traces", &ws_b, &[("agent_version_id", vb.into())]).await;
+    // Newest first, the id descending on ties.
+    mine.sort_by(|a, b| b.1.cmp(&a.1).then(b.0.cmp(&a.0)));
+    Agents { app, token_a, token_b, agent, mine, other_agent }
+}
+
+both_backends! {
+    async fn agent_traces_reach_the_traces_of_every_version(backend: Backend) {
+        let a = agents(backend).await;
+        let expected: Vec<&str> = a.mine.iter().map(|(id, ..)| id.as_str()).collect();
+        // Page by page with cursors, forwards.
+        let page = "query($id: ID!, $n: Int, $after: String) { agent(id: $id) { traces(first: $n, after: $after) { totalCount \
+            pageInfo { hasNextPage endCursor } nodes { id agentVersion { agent { id } } } } } }";
+        let mut seen = Vec::new();
+        let mut after = Json::Null;
+        loop {
+            let response = a.app.graphql(Some(&a.token_a), page, json!({"id": a.agent, "n": 3, "after": after})).await;
+            let traces = &response.data()["agent"]["traces"];
+            assert_eq!(traces["totalCount"], 7);
+            for node in traces["nodes"].as_array().unwrap() {
+                assert_eq!(node["agentVersion"]["agent"]["id"], json!(a.agent));
+                seen.push(node["id"].as_str().unwrap().to_owned());
+            }
+            if traces["pageInfo"]["hasNextPage"] != json!(true) {
+                break;
+            }
+            after = traces["pageInfo"]["endCursor"].clone();
+        }
+        assert_eq!(seen, expected, "every trace once, newest first");
+        // Backwards, ordered by tokens, filtered.
+        let last = a.app.graphql(Some(&a.token_a), "query($id: ID!) { agent(id: $id) { traces(last: 2, orderBy: [{field: TOTAL_TOKENS}]) { nodes { totalTokens } } } }", json!({"id": a.agent})).await;
+        assert_eq!(last.data()["agent"]["traces"]["nodes"], json!([{"totalTokens": 700}, {"totalTokens": null}]), "NULL last ascending");
+        let filtered = a.app.graphql(Some(&a.token_a), "query($id: ID!) { agent(id: $id) { traces(filter: {totalTokens: {gte: 400}}, orderBy: [{field: TOTAL_TOKENS, direction: DESC}]) { totalCount nodes { totalTokens } } } }", json!({"id": a.agent})).await;
+        assert_eq!(filtered.data()["agent"]["traces"], json!({"totalCount": 3, "nodes": [{"totalTokens": 700}, {"totalTokens": 600}, {"totalTokens": 400}]}));
+        // Aggregates over every matching trace (one NULL among them).
+        let tokens: Vec<i64> = a.mine.iter().filter_map(|(_, _, t)| *t).collect();
+        let aggregate = a.app.graphql(Some(&a.token_a), "query($id: ID!) { agent(id: $id) { traces(first: 1) { aggregate { count sum { totalTokens } avg { totalTokens } min { totalTokens } max { totalTokens } } } } }", json!({"id": a.agent})).await;
+        let aggregate = &aggregate.data()["agent"]["traces"]["aggregate"];
+        assert_eq!(aggregate["count"], 7);
+        assert_eq!(aggregate["sum"]["totalTokens"].as_f64(), Some(tokens.iter().sum::<i64>() as f64));
+        assert_eq!(aggregate["avg"]["totalTokens"].as_f64(), Some(tokens.iter().sum::<i64>() as f64 / tokens.len() as f64));
+        assert_eq!(aggregate["min"]["totalTokens"].as_f64(), Some(100.0));
+        assert_eq!(aggregate["max"]["totalTokens"].as_f64(), Some(700.0));
+        // The other agent has its one trace; another tenant reaches nothing.
+        let other = a.app.graphql(Some(&a.token_a), "query($id: ID!) { agent(id: $id) { traces { totalCount } } }", json!({"id": a.other_agent})).await;
+        assert_eq!(other.data()["agent"]["traces"]["totalCount"], 1);
+        let theirs = a.app.graphql(Some(&a.token_b), "query($id: ID!) { agent(id: $id) { traces { totalCount nodes { id } } } }", json!({"id": a.agent})).await;
+        assert_eq!(theirs.data()["agent"], json!(null));
+        // Through the workspace's agents, as a list of parents: each gets its own.
+        let all = a.app.graphql(Some(&a.token_a), "query($id: ID!) { agent(id: $id) { workspace { agents { nodes { id traces(first: 100) { totalCount nodes { id } } } } } } }", json!({"id": a.agent})).await;
+        for node in all.data()["agent"]["workspace"]["agents"]["nodes"].as_array().unwrap() {
+            let n = node["traces"]["nodes"].as_array().unwrap().len() as i64;
+            assert_eq!(node["traces"]["totalCount"].as_i64(), Some(n));
+            assert_eq!(n, if node["id"] == json!(a.agent) { 7 } else { 1 });
+        }
+    }
+}
+
+both_backends! {
+    async fn agent_traces_cost_fixed_statements_per_level(backend: Backend) {
+        let app = TestApp::new(backend).await;
+        let fx = Fixtures::new(&app.state.db);
+        let (ws, owner) = fx.workspace_with_owner().await;
+        let token = fx.token_for(&owner).await;
+        for _ in 0..12 {
+            let agent = fx.insert("agents", &ws, &[]).await;
+            for n in 1..=2i64 {
+                let version = fx.insert("agent_versions", &ws, &[("agent_id", (&agent).into()), ("version", n.into())]).await;
+                for _ in 0..4 {
+                    let trace = fx.insert("traces", &ws, &[("agent_version_id", (&version).into())]).await;
+                    fx.insert("feedback", &ws, &[("trace_id", trace.into())]).await;
+                }
+            }
+        }
+        let query = "query($ws: ID!, $n: Int!) { agents(workspaceId: $ws, first: $n) { nodes { id traces(first: 5) \
+            { totalCount nodes { id feedback { rating } } } } } }";
+        for n in [2, 12] {
+            let stats = app.state.db.stats.clone();
+            let before = stats.statements();
+            let response = app.graphql_admin(query, json!({"ws": ws, "n": n})).await;
+            let statements = stats.statements() - before;
+            let nodes = response.data()["agents"]["nodes"].as_array().unwrap();
+            assert_eq!(nodes.len(), n);
+            assert!(nodes.iter().all(|a| a["traces"]["totalCount"] == 8 && a["traces"]["nodes"].as_array().unwrap().len() == 5));
+            assert!(nodes.iter().all(|a| a["traces"]["nodes"].as_array().unwrap().iter().all(|t| t["feedback"]["rating"].is_string())));
+            assert_eq!(statements, 5, "{n} agents: agents, their versions, the traces, their count, their feedback");
+            let before = stats.statements();
+            app.graphql(Some(&token), query, json!({"ws": ws, "n": n})).await.data();
+            assert_eq!(stats.statements() - before, 5 + 2, "{n} agents as a member: the token and memberships on top");
+        }
+    }
+}
