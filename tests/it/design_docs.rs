@@ -15,6 +15,300 @@ use crate::support::fixtures::{count, execute, quote, Fixtures, Value};
 use crate::support::ws::{bearer, live_subscriptions, Live, Ws, QUIET, WAIT};
 
 // ---------------------------------------------------------------------------------------
+// Workflow executions: pause, resume, cancel, result.
+
+/// Workspace A (an owner and a viewer) and workspace B (an owner), with a 3-node workflow in A.
+struct Runs {
+    app: TestApp,
+    token_a: String,
+    viewer_a: String,
+    token_b: String,
+    workflow: Json,
+}
+
+async fn runs(backend: Backend) -> Runs {
+    let app = TestApp::new(backend).await;
+    let fx = Fixtures::new(&app.state.db);
+    let (ws_a, owner_a) = fx.workspace_with_owner().await;
+    let (_, owner_b) = fx.workspace_with_owner().await;
+    let viewer = fx.insert("users", "", &[]).await;
+    fx.insert("workspace_members", &ws_a, &[("user_id", (&viewer).into()), ("role", "viewer".into())]).await;
+    let token_a = fx.token_for(&owner_a).await;
+    let viewer_a = fx.token_for(&viewer).await;
+    let token_b = fx.token_for(&owner_b).await;
+    let created = app
+        .graphql(
+            Some(&token_a),
+            "mutation($ws: ID!) { createWorkflow(input: {workspaceId: $ws, name: \"w\", nodes: [{id: \"a\", type: \"start\"}, \
+             {id: \"b\", type: \"llm\"}, {id: \"c\", type: \"end\"}], edges: [{id: \"ab\", source: \"a\", target: \"b\"}, \
+             {id: \"bc\", source: \"b\", target: \"c\"}]}) { workflow { id } } }",
+            json!({"ws": ws_a}),
+        )
+        .await;
+    let workflow = created.data()["createWorkflow"]["workflow"]["id"].clone();
+    Runs { app, token_a, viewer_a, token_b, workflow }
+}
+
+const START: &str =
+    "mutation($id: ID!) { startExecution(workflowId: $id) { execution { id status } executionSteps { id nodeId } } }";
+const PAUSE: &str = "mutation($id: ID!) { pauseExecution(id: $id) { execution { id status } } }";
+const RESUME: &str = "mutation($id: ID!) { resumeExecution(id: $id) { execution { id status startedAt } } }";
+const CANCEL: &str = "mutation($id: ID!) { cancelExecution(id: $id) { execution { id status completedAt } \
+    executionSteps { id nodeId status error completedAt } } }";
+const STEP: &str = "mutation($id: ID!, $patch: ExecutionStepPatch!) { updateExecutionStep(id: $id, patch: $patch) \
+    { executionStep { id status } } }";
+const READ: &str = "query($id: ID!) { execution(id: $id) { status result startedAt completedAt updatedAt \
+    executionSteps(orderBy: [{field: NODE_ID}]) { nodes { nodeId status error output updatedAt } } } }";
+const WATCH: &str = "subscription($id: ID!) { executionUpdated(executionId: $id) { id status result \
+    executionSteps(orderBy: [{field: NODE_ID}]) { nodes { nodeId status } } } }";
+
+impl Runs {
+    async fn start(&self) -> (String, HashMap<String, Json>) {
+        let started = self.app.graphql(Some(&self.token_a), START, json!({"id": self.workflow})).await;
+        let started = started.data()["startExecution"].clone();
+        let steps = started["executionSteps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| (s["nodeId"].as_str().unwrap().to_owned(), s["id"].clone()))
+            .collect();
+        (started["execution"]["id"].as_str().unwrap().to_owned(), steps)
+    }
+
+    async fn read(&self, id: &str) -> Json {
+        self.app.graphql(Some(&self.token_a), READ, json!({"id": id})).await.data()["execution"].clone()
+    }
+
+    async fn step(&self, id: &Json, patch: Json) -> crate::support::app::TestResponse {
+        self.app.graphql(Some(&self.token_a), STEP, json!({"id": id, "patch": patch})).await
+    }
+}
+
+/// Asserts an error's code and field, and that the execution (and its steps) are as they were.
+#[track_caller]
+fn refused(response: &crate::support::app::TestResponse, code: &str, field: &str) {
+    assert_eq!(response.error_code(), Some(code), "{}", response.body);
+    assert_eq!(response.body["errors"][0]["extensions"]["field"], json!(field), "{}", response.body);
+    assert!(response.body["data"].is_null(), "{}", response.body);
+}
+
+/// The next executionUpdated event: (execution status, [(node, step status)]).
+async fn event(ws: &mut Ws) -> (String, Vec<(String, String)>) {
+    let message = ws.next(WAIT).await.expect("an executionUpdated event");
+    let pushed = &message["payload"]["data"]["executionUpdated"];
+    assert!(pushed.is_object(), "{message}");
+    let steps = pushed["executionSteps"]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["nodeId"].as_str().unwrap().to_owned(), s["status"].as_str().unwrap().to_owned()))
+        .collect();
+    (pushed["status"].as_str().unwrap().to_owned(), steps)
+}
+
+fn steps(list: &[(&str, &str)]) -> Vec<(String, String)> {
+    list.iter().map(|(n, s)| (n.to_string(), s.to_string())).collect()
+}
+
+both_backends! {
+    async fn executions_pause_resume_and_cancel_along_their_lifecycle(backend: Backend) {
+        let r = runs(backend).await;
+        let (id, step) = r.start().await;
+        let live = Live::start(r.app.state.clone()).await;
+        let mut ws = Ws::initialised(&live.url(), "graphql-transport-ws", bearer(&r.token_a)).await;
+        ws.subscribe("run", WATCH, json!({"id": id})).await;
+        live_subscriptions(&r.app.state, 1).await;
+
+        // pending → paused: no step starts while paused.
+        let paused = r.app.graphql(Some(&r.token_a), PAUSE, json!({"id": id})).await;
+        assert_eq!(paused.data()["pauseExecution"]["execution"]["status"], "PAUSED");
+        assert_eq!(event(&mut ws).await.0, "PAUSED");
+        let before = r.read(&id).await;
+        refused(&r.step(&step["a"], json!({"status": "RUNNING"})).await, "BAD_USER_INPUT", "status");
+        refused(&r.app.graphql(Some(&r.token_a), PAUSE, json!({"id": id})).await, "BAD_USER_INPUT", "id");
+        assert_eq!(r.read(&id).await, before, "refusals change nothing");
+
+        // paused → pending (no step had started).
+        let resumed = r.app.graphql(Some(&r.token_a), RESUME, json!({"id": id})).await;
+        assert_eq!(resumed.data()["resumeExecution"]["execution"]["status"], "PENDING");
+        assert_eq!(event(&mut ws).await.0, "PENDING");
+        let before = r.read(&id).await;
+        refused(&r.app.graphql(Some(&r.token_a), RESUME, json!({"id": id})).await, "BAD_USER_INPUT", "id");
+        assert_eq!(r.read(&id).await, before);
+
+        // A step runs; the execution follows; paused while it runs, the step may still finish.
+        r.step(&step["a"], json!({"status": "RUNNING"})).await.data();
+        assert_eq!(event(&mut ws).await, ("RUNNING".into(), steps(&[("a", "RUNNING"), ("b", "PENDING"), ("c", "PENDING")])));
+        let before = r.read(&id).await;
+        refused(&r.app.graphql(Some(&r.token_a), RESUME, json!({"id": id})).await, "BAD_USER_INPUT", "id");
+        assert_eq!(r.read(&id).await, before, "resuming a running execution changes nothing");
+        r.app.graphql(Some(&r.token_a), PAUSE, json!({"id": id})).await.data();
+        assert_eq!(event(&mut ws).await.0, "PAUSED");
+        r.step(&step["a"], json!({"status": "COMPLETED", "output": {"ok": true}})).await.data();
+        // paused → running (a step had started).
+        let resumed = r.app.graphql(Some(&r.token_a), RESUME, json!({"id": id})).await;
+        assert_eq!(resumed.data()["resumeExecution"]["execution"]["status"], "RUNNING");
+        assert!(resumed.data()["resumeExecution"]["execution"]["startedAt"].is_string());
+        assert_eq!(event(&mut ws).await, ("RUNNING".into(), steps(&[("a", "COMPLETED"), ("b", "PENDING"), ("c", "PENDING")])));
+        r.step(&step["b"], json!({"status": "RUNNING"})).await.data();
+
+        // running → cancelled: the running and pending steps stop (SKIPPED, error `cancelled`).
+        let cancelled = r.app.graphql(Some(&r.token_a), CANCEL, json!({"id": id})).await;
+        let payload = &cancelled.data()["cancelExecution"];
+        assert_eq!(payload["execution"]["status"], "CANCELLED");
+        assert!(payload["execution"]["completedAt"].is_string());
+        let stopped: Vec<(&str, &str, &str)> = payload["executionSteps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| (s["nodeId"].as_str().unwrap(), s["status"].as_str().unwrap(), s["error"].as_str().unwrap()))
+            .collect();
+        let mut stopped_sorted = stopped.clone();
+        stopped_sorted.sort();
+        assert_eq!(stopped_sorted, [("b", "SKIPPED", "cancelled"), ("c", "SKIPPED", "cancelled")]);
+        assert_eq!(event(&mut ws).await, ("CANCELLED".into(), steps(&[("a", "COMPLETED"), ("b", "SKIPPED"), ("c", "SKIPPED")])));
+        let after_cancel = r.read(&id).await;
+        assert_eq!(after_cancel["executionSteps"]["nodes"][0]["error"], json!(null), "a finished step keeps its state");
+
+        // Nothing moves afterwards: no step update (status or not), no pause, resume or cancel.
+        refused(&r.step(&step["b"], json!({"status": "COMPLETED"})).await, "BAD_USER_INPUT", "status");
+        refused(&r.step(&step["a"], json!({"output": {"late": true}})).await, "BAD_USER_INPUT", "output");
+        let late = r.step(&step["c"], json!({"status": "RUNNING"})).await;
+        refused(&late, "BAD_USER_INPUT", "status");
+        assert!(late.body["errors"][0]["message"].as_str().unwrap().contains("CANCELLED"), "{}", late.body);
+        for op in [PAUSE, RESUME, CANCEL] {
+            let response = r.app.graphql(Some(&r.token_a), op, json!({"id": id})).await;
+            refused(&response, "BAD_USER_INPUT", "id");
+            assert!(response.body["errors"][0]["message"].as_str().unwrap().contains("CANCELLED"), "{}", response.body);
+        }
+        assert_eq!(r.read(&id).await, after_cancel, "the cancelled execution and its steps are as the cancel left them");
+        assert_eq!(ws.next(QUIET).await, None, "refusals announce nothing");
+
+        // The result of a run is recorded with updateExecution, and announced.
+        let recorded = r.app.graphql(Some(&r.token_a), "mutation($id: ID!) { updateExecution(id: $id, patch: {result: {contradictions: 2}}) { execution { result } } }", json!({"id": id})).await;
+        assert_eq!(recorded.data()["updateExecution"]["execution"]["result"], json!({"contradictions": 2}));
+        assert_eq!(event(&mut ws).await.0, "CANCELLED");
+        assert_eq!(r.read(&id).await["result"], json!({"contradictions": 2}));
+        let status = r.app.graphql(Some(&r.token_a), "mutation($id: ID!) { updateExecution(id: $id, patch: {status: COMPLETED}) { execution { id } } }", json!({"id": id})).await;
+        assert_eq!(status.error_code(), Some("GRAPHQL_VALIDATION_FAILED"), "the status moves only by the lifecycle");
+    }
+}
+
+both_backends! {
+    async fn finished_executions_and_other_callers_cannot_be_controlled(backend: Backend) {
+        let r = runs(backend).await;
+        // A completed run cannot be cancelled or paused.
+        let (done, step) = r.start().await;
+        for node in ["a", "b", "c"] {
+            r.step(&step[node], json!({"status": "RUNNING"})).await.data();
+            r.step(&step[node], json!({"status": "COMPLETED"})).await.data();
+        }
+        let before = r.read(&done).await;
+        assert_eq!(before["status"], "COMPLETED");
+        for op in [CANCEL, PAUSE, RESUME] {
+            let response = r.app.graphql(Some(&r.token_a), op, json!({"id": done})).await;
+            refused(&response, "BAD_USER_INPUT", "id");
+            assert!(response.body["errors"][0]["message"].as_str().unwrap().contains("COMPLETED"), "{}", response.body);
+        }
+        assert_eq!(r.read(&done).await, before, "nothing changed");
+        // A failed run neither.
+        let (failed, step) = r.start().await;
+        r.step(&step["a"], json!({"status": "RUNNING"})).await.data();
+        for _ in 0..4 {
+            // max_retries (3) failures go back to pending; the fourth fails the run.
+            let response = r.step(&step["a"], json!({"status": "FAILED", "error": "boom"})).await;
+            response.data();
+            if r.read(&failed).await["status"] == "FAILED" {
+                break;
+            }
+            r.step(&step["a"], json!({"status": "RUNNING"})).await.data();
+        }
+        assert_eq!(r.read(&failed).await["status"], "FAILED");
+        refused(&r.app.graphql(Some(&r.token_a), CANCEL, json!({"id": failed})).await, "BAD_USER_INPUT", "id");
+
+        // Another workspace's execution is exactly a missing one; a viewer may not control it.
+        let (id, _) = r.start().await;
+        let missing = "execution_00000000-0000-7000-8000-000000000000";
+        for op in [PAUSE, RESUME, CANCEL] {
+            let theirs = r.app.graphql(Some(&r.token_b), op, json!({"id": id})).await;
+            let nowhere = r.app.graphql(Some(&r.token_b), op, json!({"id": missing})).await;
+            assert_eq!(theirs.error_code(), Some("NOT_FOUND"), "{}", theirs.body);
+            assert_eq!(theirs.body.to_string().replace(&id, "X"), nowhere.body.to_string().replace(missing, "X"));
+            let viewer = r.app.graphql(Some(&r.viewer_a), op, json!({"id": id})).await;
+            assert_eq!(viewer.error_code(), Some("FORBIDDEN"), "{}", viewer.body);
+        }
+        let read = r.read(&id).await;
+        assert_eq!(read["status"], "PENDING", "still pending");
+        assert!(read["executionSteps"]["nodes"].as_array().unwrap().iter().all(|s| s["status"] == "PENDING"));
+        // A pending run is cancelled directly; every step was pending.
+        let cancelled = r.app.graphql(Some(&r.token_a), CANCEL, json!({"id": id})).await;
+        assert_eq!(cancelled.data()["cancelExecution"]["executionSteps"].as_array().unwrap().len(), 3);
+        // The admin secret controls every workspace's runs.
+        let (other, _) = r.start().await;
+        let paused = r.app.graphql_admin(PAUSE, json!({"id": other})).await;
+        assert_eq!(paused.data()["pauseExecution"]["execution"]["status"], "PAUSED");
+        let cancelled = r.app.graphql_admin(CANCEL, json!({"id": other})).await;
+        assert_eq!(cancelled.data()["cancelExecution"]["execution"]["status"], "CANCELLED");
+    }
+}
+
+both_backends! {
+    async fn a_cancel_and_concurrent_step_updates_take_turns(backend: Backend) {
+        let r = runs(backend).await;
+        let mut outcomes = HashMap::new();
+        for round in 0..6 {
+            let (id, step) = r.start().await;
+            // Three runners drive their steps while a fourth client cancels, all at once.
+            let mut clients: Vec<std::pin::Pin<Box<dyn std::future::Future<Output = Vec<Json>> + '_>>> = Vec::new();
+            for node in ["a", "b", "c"] {
+                let step = step[node].clone();
+                let r = &r;
+                clients.push(Box::pin(async move {
+                    let mut answers = Vec::new();
+                    for status in ["RUNNING", "COMPLETED"] {
+                        answers.push(r.step(&step, json!({"status": status, "output": {"round": round}})).await.body);
+                    }
+                    answers
+                }));
+            }
+            let r2 = &r;
+            let cancel_id = id.clone();
+            clients.push(Box::pin(async move {
+                if round % 2 == 1 {
+                    tokio::task::yield_now().await;
+                }
+                vec![r2.app.graphql(Some(&r2.token_a), CANCEL, json!({"id": cancel_id})).await.body]
+            }));
+            let answers: Vec<Json> = futures_util::future::join_all(clients).await.into_iter().flatten().collect();
+            for answer in &answers {
+                if let Some(code) = answer["errors"][0]["extensions"]["code"].as_str() {
+                    assert_eq!(code, "BAD_USER_INPUT", "only refused moves: {answer}");
+                }
+            }
+            let run = r.read(&id).await;
+            let steps = run["executionSteps"]["nodes"].as_array().unwrap();
+            match run["status"].as_str().unwrap() {
+                "CANCELLED" => {
+                    let at = run["completedAt"].as_str().unwrap();
+                    for s in steps {
+                        match s["status"].as_str().unwrap() {
+                            // Finished before the cancel took the execution's lock.
+                            "COMPLETED" => assert!(s["updatedAt"].as_str().unwrap() <= at, "{run}"),
+                            "SKIPPED" => assert_eq!(s["error"], "cancelled", "{run}"),
+                            other => panic!("a {other} step in a cancelled run: {run}"),
+                        }
+                    }
+                }
+                "COMPLETED" => assert!(steps.iter().all(|s| s["status"] == "COMPLETED"), "{run}"),
+                other => panic!("the run ended {other}: {run}"),
+            }
+            *outcomes.entry(run["status"].as_str().unwrap().to_owned()).or_insert(0) += 1;
+        }
+        assert!(outcomes.contains_key("CANCELLED"), "{outcomes:?}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------
 // Trace steps.
 
 const IMPORT: &str = "mutation($ws: ID!, $traces: [TraceImportInput!]!) { importTraces(workspaceId: $ws, \

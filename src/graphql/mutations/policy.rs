@@ -122,8 +122,9 @@ pub fn policy(table: &Table) -> Policy {
             Policy { server_set: &["acknowledged_at", "acknowledged_by", "resolved_at", "resolved_by"], ..base }
         }
         "taskset_tasks" => Policy { server_set: &["content_hash"], ..base },
-        // Created by startExecution (with its steps); only its input data is patched.
-        "executions" => Policy { create: None, patch_only: Some(&["data"]), ..base },
+        // Created by startExecution (with its steps); its input data and its result are
+        // patched; its status moves along its steps and pause/resume/cancelExecution.
+        "executions" => Policy { create: None, patch_only: Some(&["data", "result"]), ..base },
         // Created by startExecution; patched along its transitions.
         "execution_steps" => Policy {
             create: None,
