@@ -7,7 +7,10 @@
 //! run also creates an API token for the demo user and returns its secret (shown once).
 //! Refused in production.
 
+use std::collections::HashSet;
+
 use anyhow::bail;
+use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use serde_json::json;
 
@@ -450,24 +453,91 @@ pub async fn run(db: &Db, config: &Config) -> anyhow::Result<SeedOutcome> {
             inserted
         }};
     }
+    /// The ids among `$ids` that `$table` holds (a demo row skipped because another row
+    /// holds one of its unique keys is not there).
+    macro_rules! present {
+        ($conn:ident, $table:ident, $ids:expr) => {{
+            let ids: Vec<String> = $ids;
+            schema::$table::table
+                .filter(schema::$table::id.eq_any(ids))
+                .select(schema::$table::id)
+                .load::<String>($conn)
+                .await?
+                .into_iter()
+                .collect::<HashSet<String>>()
+        }};
+    }
 
+    // Seeding works whatever rows exist: the demo user may already exist under another id
+    // (`token create --email demo@iofold.dev` before `seed`), and a demo row may be skipped
+    // because another row holds one of its unique keys. Every reference therefore names the
+    // rows as they are in the database: the demo user is found by email; a row whose
+    // required parent is missing is skipped; an optional reference to a missing row is left
+    // empty.
     let token_created: usize = with_tx!(db, async |conn| {
         insert_all!(conn, schema::users::table, users);
+        let by_email: Option<String> = schema::users::table
+            .filter(schema::users::email.eq(DEMO_EMAIL))
+            .select(schema::users::id)
+            .first::<String>(conn)
+            .await
+            .optional()?;
+        let user_id = by_email.unwrap_or_else(|| user_id.clone());
+        let workspaces = workspaces.clone().map(|row| workspace::NewRow { user_id: Some(user_id.clone()), ..row });
         insert_all!(conn, schema::workspaces::table, workspaces);
+        let members = members.clone().map(|row| workspace_member::NewRow { user_id: user_id.clone(), ..row });
         insert_all!(conn, schema::workspace_members::table, members);
         insert_all!(conn, schema::integrations::table, integrations);
+        let has_integration = !present!(conn, integrations, vec![integration_id.clone()]).is_empty();
         insert_all!(conn, schema::agents::table, agents);
-        insert_all!(conn, schema::agent_versions::table, versions);
+        // The first version, then the second (whose parent it is).
+        insert_all!(conn, schema::agent_versions::table, versions[..1]);
+        let mut versions_present = present!(conn, agent_versions, vec![version1.clone()]);
+        let second = versions[1..].iter().cloned().map(|row| agent_version::NewRow {
+            parent_version_id: row.parent_version_id.filter(|p| versions_present.contains(p)),
+            ..row
+        });
+        insert_all!(conn, schema::agent_versions::table, second.collect::<Vec<_>>());
+        versions_present = present!(conn, agent_versions, vec![version1.clone(), version2.clone()]);
+        let traces: Vec<trace::NewRow> = traces
+            .iter()
+            .cloned()
+            .map(|row| trace::NewRow {
+                integration_id: row.integration_id.filter(|_| has_integration),
+                agent_version_id: row.agent_version_id.filter(|v| versions_present.contains(v)),
+                ..row
+            })
+            .collect();
         insert_all!(conn, schema::traces::table, traces);
+        let traces_present = present!(conn, traces, traces.iter().map(|t| t.id.clone()).collect());
+        let feedback_rows: Vec<_> =
+            feedback_rows.iter().filter(|f| traces_present.contains(&f.trace_id)).cloned().collect();
         insert_all!(conn, schema::feedback::table, feedback_rows);
         insert_all!(conn, schema::evals::table, evals);
+        let evals_present = present!(conn, evals, vec![eval_id.clone()]);
+        let executions: Vec<_> = executions
+            .iter()
+            .filter(|x| traces_present.contains(&x.trace_id) && evals_present.contains(&x.eval_id))
+            .cloned()
+            .collect();
         insert_all!(conn, schema::eval_executions::table, executions);
         insert_all!(conn, schema::jobs::table, jobs);
         insert_all!(conn, schema::tasksets::table, tasksets);
+        let tasks: Vec<_> = tasks
+            .iter()
+            .cloned()
+            .map(|row| taskset_task::NewRow {
+                source_trace_id: row.source_trace_id.filter(|t| traces_present.contains(t)),
+                ..row
+            })
+            .collect();
         insert_all!(conn, schema::taskset_tasks::table, tasks);
         insert_all!(conn, schema::workflows::table, workflows);
+        let workflow_executions =
+            workflow_executions.clone().map(|row| execution::NewRow { user_id: Some(user_id.clone()), ..row });
         insert_all!(conn, schema::executions::table, workflow_executions);
         insert_all!(conn, schema::execution_steps::table, steps);
+        let token_row = api_token::NewRow { user_id: user_id.clone(), ..token_row.clone() };
         Ok::<usize, diesel::result::Error>(insert_all!(conn, schema::api_tokens::table, [token_row]))
     })?;
     Ok(SeedOutcome { new_token: (token_created == 1).then_some(token) })

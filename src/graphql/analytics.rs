@@ -1,5 +1,6 @@
 //! Dashboard fields from the seeds: `Workspace.evalAccuracyBuckets`,
-//! `Workspace.integrationHealth`, `Workspace.jobStats` and `Agent.feedbackCounts`. Each is
+//! `Workspace.integrationHealth`, `Workspace.jobStats`, `Workspace.jobFailureRate` and
+//! `Agent.feedbackCounts`. Each is
 //! batched per level like every relation: one grouped statement for all the workspaces (or
 //! agents) of a page, written in Diesel's DSL.
 
@@ -37,20 +38,21 @@ pub enum WorkspaceStat {
     Health,
     /// Jobs by type and status.
     Jobs,
+    /// Failed jobs among the jobs that started.
+    FailureRate,
 }
 
 fn enum_value(text: &str) -> GqlValue {
     GqlValue::Enum(Name::new(text.to_ascii_uppercase()))
 }
 
-/// The accuracy band of an eval: HIGH ≥ 0.9, MEDIUM 0.8–0.9, LOW < 0.8.
-pub fn band(accuracy: f64) -> &'static str {
-    if accuracy >= 0.9 {
-        "HIGH"
-    } else if accuracy >= 0.8 {
-        "MEDIUM"
-    } else {
-        "LOW"
+/// The accuracy band of an eval: HIGH ≥ 0.9, MEDIUM 0.8–0.9, LOW < 0.8 or no accuracy
+/// (an eval nobody has measured is not known to be good: it counts in the lowest band).
+pub fn band(accuracy: Option<f64>) -> &'static str {
+    match accuracy {
+        Some(a) if a >= 0.9 => "HIGH",
+        Some(a) if a >= 0.8 => "MEDIUM",
+        _ => "LOW",
     }
 }
 
@@ -71,11 +73,9 @@ impl GraphLoader {
                 for workspace in ids {
                     let mut counts = [("HIGH", 0i64), ("MEDIUM", 0), ("LOW", 0)];
                     for (_, value) in rows.iter().filter(|(w, _)| *w == workspace) {
-                        if let Some(value) = value {
-                            let name = band(*value);
-                            if let Some(slot) = counts.iter_mut().find(|(b, _)| *b == name) {
-                                slot.1 += 1;
-                            }
+                        let name = band(*value);
+                        if let Some(slot) = counts.iter_mut().find(|(b, _)| *b == name) {
+                            slot.1 += 1;
                         }
                     }
                     let buckets = counts
@@ -160,6 +160,30 @@ impl GraphLoader {
                     out.insert(workspace, stats);
                 }
             }
+            WorkspaceStat::FailureRate => {
+                // Only jobs that started count: a job cancelled while queued never ran, so it
+                // neither failed nor succeeded.
+                let rows: Vec<(String, JobStatus, i64)> = with_conn!(&self.db, |conn| {
+                    jobs::table
+                        .filter(jobs::workspace_id.eq_any(&ids))
+                        .filter(jobs::started_at.is_not_null())
+                        .group_by((jobs::workspace_id, jobs::status))
+                        .select((jobs::workspace_id, jobs::status, diesel::dsl::count_star()))
+                        .load(conn)
+                        .await?
+                });
+                for workspace in ids {
+                    let mine = rows.iter().filter(|(w, ..)| *w == workspace);
+                    let (started, failed) = mine.fold((0i64, 0i64), |(started, failed), (_, status, n)| {
+                        (started + n, failed + if *status == JobStatus::Failed { *n } else { 0 })
+                    });
+                    let rate =
+                        if started > 0 { GqlValue::from(failed as f64 / started as f64) } else { GqlValue::Null };
+                    let fields =
+                        vec![("started", GqlValue::from(started)), ("failed", GqlValue::from(failed)), ("rate", rate)];
+                    out.insert(workspace, vec![fields]);
+                }
+            }
         }
         Ok(out)
     }
@@ -225,11 +249,11 @@ pub fn register(builder: SchemaBuilder) -> SchemaBuilder {
                 .description("Eval accuracy bands.")
                 .item(EnumItem::new("HIGH").description("accuracy ≥ 0.9"))
                 .item(EnumItem::new("MEDIUM").description("0.8 ≤ accuracy < 0.9"))
-                .item(EnumItem::new("LOW").description("accuracy < 0.8")),
+                .item(EnumItem::new("LOW").description("accuracy < 0.8, or no accuracy yet")),
         )
         .register(value_object(
             "AccuracyBucket",
-            "How many evals of a workspace fall in an accuracy band (evals without accuracy are not counted).",
+            "How many evals of a workspace fall in an accuracy band (an eval without accuracy counts as LOW).",
             &[
                 ("bucket", TypeRef::named_nn("AccuracyBand"), "The band."),
                 ("count", TypeRef::named_nn(TypeRef::INT), "How many evals."),
@@ -256,6 +280,16 @@ pub fn register(builder: SchemaBuilder) -> SchemaBuilder {
                     TypeRef::named(TypeRef::FLOAT),
                     "The average of completed_at − started_at over the jobs that have both; null when none has.",
                 ),
+            ],
+        ))
+        .register(value_object(
+            "JobFailureRate",
+            "How often a workspace's jobs fail, among the jobs that started (`startedAt` set): a job cancelled \
+             before it ran is left out.",
+            &[
+                ("started", TypeRef::named_nn(TypeRef::INT), "Jobs that started (any status)."),
+                ("failed", TypeRef::named_nn(TypeRef::INT), "Of those, jobs whose status is FAILED."),
+                ("rate", TypeRef::named(TypeRef::FLOAT), "`failed / started`, 0–1; null when no job started."),
             ],
         ))
         .register(value_object(
@@ -294,7 +328,8 @@ pub fn fields(object: Object, table: &Table) -> Object {
                 "evalAccuracyBuckets",
                 "AccuracyBucket",
                 WorkspaceStat::Accuracy,
-                "Evals by accuracy band: HIGH, MEDIUM, LOW (each present, possibly 0).",
+                "Evals by accuracy band: HIGH, MEDIUM, LOW (each present, possibly 0; evals without accuracy count as \
+                 LOW).",
             ))
             .field(workspace_stat(
                 "integrationHealth",
@@ -307,7 +342,24 @@ pub fn fields(object: Object, table: &Table) -> Object {
                 "JobStat",
                 WorkspaceStat::Jobs,
                 "Jobs by type and status, with their average duration.",
-            )),
+            ))
+            .field(
+                Field::new("jobFailureRate", TypeRef::named_nn("JobFailureRate"), |ctx| {
+                    FieldFuture::new(async move {
+                        let record = ctx.parent_value.try_downcast_ref::<Record>()?;
+                        let reader = reader(&ctx)?;
+                        let stat = WorkspaceStat::FailureRate;
+                        let all = record
+                            .group
+                            .memo(format!("stat|{stat:?}"), || reader.workspace_stats(stat, record.group.texts("id")))
+                            .await?;
+                        let fields =
+                            all.get(record.id()).and_then(|rows| rows.iter().next().cloned()).unwrap_or_default();
+                        Ok(Some(FieldValue::owned_any(fields)))
+                    })
+                })
+                .description("Failed jobs among the jobs that started (a job cancelled while queued is left out)."),
+            ),
         "agents" => object.field(
             Field::new("feedbackCounts", TypeRef::named_nn("FeedbackCounts"), |ctx| {
                 FieldFuture::new(async move {
@@ -315,7 +367,7 @@ pub fn fields(object: Object, table: &Table) -> Object {
                     let reader = reader(&ctx)?;
                     let all = record
                         .group
-                        .memo("stat|feedback".into(), || reader.feedback_counts(record.group.texts("id")))
+                        .memo(String::from("stat|feedback"), || reader.feedback_counts(record.group.texts("id")))
                         .await?;
                     Ok(Some(FieldValue::owned_any(all.get(record.id()).cloned().unwrap_or_default())))
                 })

@@ -92,6 +92,8 @@ pub enum Total {
     Children(Record, &'static crate::graphql::names::Relation, Arc<ListQuery>),
     /// The parent's targets through a link table matching the filter.
     Linked(Record, &'static crate::graphql::names::Link, Arc<ListQuery>),
+    /// The parent's targets through an intermediate table matching the filter.
+    Through(Record, &'static crate::graphql::names::Through, Arc<ListQuery>),
 }
 
 /// One page of a connection.

@@ -15,6 +15,7 @@ pub mod projection;
 pub mod records;
 pub mod schema;
 pub mod subscriptions;
+pub mod through;
 
 use std::sync::Arc;
 

@@ -150,6 +150,26 @@ pub struct Link {
     pub field: String,
 }
 
+/// A one-to-many path through an intermediate table, from a row to the rows of another table
+/// that reference the intermediate rows referencing it: `agent.traces` are the traces whose
+/// `agent_version_id` names a version of the agent. Two foreign keys chained (`via_column`
+/// on `via`, `to_column` on `to`), both declared by the catalog.
+#[derive(Debug, Clone)]
+pub struct Through {
+    /// The table the field is on (`agents`).
+    pub from: &'static Table,
+    /// The intermediate table (`agent_versions`).
+    pub via: &'static Table,
+    /// The intermediate table's key naming `from`'s row (`agent_versions.agent_id`).
+    pub via_column: &'static str,
+    /// The target table (`traces`).
+    pub to: &'static Table,
+    /// The target's key naming the intermediate row (`traces.agent_version_id`).
+    pub to_column: &'static str,
+    /// The connection field on `from` (the target's list name).
+    pub field: String,
+}
+
 fn parent_field(column: &str) -> String {
     match column.strip_suffix("_id") {
         Some(stem) => camel(stem),
@@ -213,6 +233,18 @@ pub fn links() -> &'static [Link] {
     })
 }
 
+/// The paths through an intermediate table: `agent.traces` (through `agent_versions`).
+pub fn throughs() -> &'static [Through] {
+    static THROUGHS: OnceLock<Vec<Through>> = OnceLock::new();
+    THROUGHS.get_or_init(|| {
+        let through = |from: &str, via: &str, via_column: &'static str, to: &str, to_column: &'static str| {
+            let to = table(to);
+            Through { from: table(from), via: table(via), via_column, to, to_column, field: table_names(to).list }
+        };
+        vec![through("agents", "agent_versions", "agent_id", "traces", "agent_version_id")]
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -246,5 +278,25 @@ mod tests {
         assert!(r.one_to_one && r.children_field == "feedback");
         assert_eq!(relation("auto_refine_cooldowns", "eval_id").children_field, "autoRefineCooldown");
         assert_eq!(relation("eval_comparison", "eval_id").children_field, "evalComparisons");
+    }
+
+    #[test]
+    fn throughs_chain_two_foreign_keys_and_name_no_other_field() {
+        for t in throughs() {
+            let via = t.via.column(t.via_column).and_then(|c| c.references).map(|fk| fk.table);
+            assert_eq!(via, Some(t.from.name), "{}.{} names {}", t.via.name, t.via_column, t.from.name);
+            let to = t.to.column(t.to_column).and_then(|c| c.references).map(|fk| fk.table);
+            assert_eq!(to, Some(t.via.name), "{}.{} names {}", t.to.name, t.to_column, t.via.name);
+            let taken = relations()
+                .iter()
+                .filter(|r| r.parent.name == t.from.name)
+                .map(|r| &r.children_field)
+                .chain(relations().iter().filter(|r| r.child.name == t.from.name).map(|r| &r.parent_field))
+                .chain(links().iter().filter(|l| l.from.name == t.from.name).map(|l| &l.field));
+            for name in taken {
+                assert_ne!(name, &t.field, "{}.{} is taken", t.from.type_name, t.field);
+            }
+        }
+        assert_eq!(throughs()[0].field, "traces");
     }
 }

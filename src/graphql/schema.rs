@@ -22,7 +22,7 @@ use crate::graphql::analytics;
 use crate::graphql::filter;
 use crate::graphql::lists::{encode_cursor, ListArgs, ListQuery, Page, Total};
 use crate::graphql::loader::{GraphLoader, RowKey};
-use crate::graphql::names::{self, Link, Relation};
+use crate::graphql::names::{self, Link, Relation, Through};
 use crate::graphql::projection;
 use crate::graphql::records::{self, Record, Slot};
 use crate::sql::{Columns, Cond, OrderKey, Projection, Select};
@@ -270,6 +270,17 @@ async fn linked<'a>(ctx: ResolverContext<'a>, link: &'static Link) -> async_grap
     Ok(Some(FieldValue::owned_any(page)))
 }
 
+async fn through<'a>(
+    ctx: ResolverContext<'a>,
+    through: &'static Through,
+) -> async_graphql::Result<Option<FieldValue<'a>>> {
+    let parent = record(&ctx)?.clone();
+    let query: Arc<ListQuery> = Arc::new(list_args(&ctx).parse(through.to)?);
+    let rows = reader(&ctx)?.through(&parent, through, &query).await?;
+    let page = query.page(rows, Total::Through(parent, through, query.clone()));
+    Ok(Some(FieldValue::owned_any(page)))
+}
+
 /// Registers a table's object, filter, ordering, connection and edge types.
 fn register_table(mut builder: SchemaBuilder, table: &'static Table) -> SchemaBuilder {
     let type_name = table.type_name;
@@ -365,6 +376,18 @@ fn register_table(mut builder: SchemaBuilder, table: &'static Table) -> SchemaBu
         })
         .description(format!("The {target} rows linked to this row through `{}`.", link.link.name));
         object = object.field(list_arguments(field, link.to));
+    }
+    for through in names::throughs().iter().filter(|t| t.from.name == table.name) {
+        let target = through.to.type_name;
+        let field = Field::new(through.field.clone(), TypeRef::named_nn(format!("{target}Connection")), move |ctx| {
+            FieldFuture::new(async move { self::through(ctx, through).await })
+        })
+        .description(format!(
+            "The {target} rows whose `{}` names one of this row's {} rows.",
+            names::camel(through.to_column),
+            through.via.type_name
+        ));
+        object = object.field(list_arguments(field, through.to));
     }
     object = analytics::fields(object, table);
     let order_by = InputObject::new(format!("{type_name}OrderBy"))
@@ -503,6 +526,9 @@ fn connection(table: &'static Table) -> Object {
                         let (rows, _) = reader(&ctx)?.linked(parent, link, query, true, all).await?;
                         records::aggregate_records(&rows, &columns)
                     }
+                    Total::Through(parent, through, query) => {
+                        reader(&ctx)?.through_aggregate(parent, through, &query.filter, &columns).await?
+                    }
                 };
                 Ok(Some(FieldValue::owned_any(aggregate)))
             })
@@ -562,6 +588,9 @@ fn connection_fields(type_name: &'static str) -> Object {
                         }
                         Total::Linked(parent, link, query) => {
                             reader(&ctx)?.linked(parent, link, query, true, Columns::none()).await?.1
+                        }
+                        Total::Through(parent, through, query) => {
+                            reader(&ctx)?.through_count(parent, through, &query.filter).await?
                         }
                     };
                     Ok(Some(FieldValue::value(total)))

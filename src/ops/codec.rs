@@ -18,6 +18,7 @@ use super::conn::ident;
 use crate::catalog::{Column, Kind, Table};
 use crate::db::sql_types::{Json, JsonValue, Timestamp, UtcTimestamp};
 use crate::db::Backend;
+use crate::graphql::mutations::{input, policy, policy::Shape};
 
 /// The expression that reads `column` as canonical text on `backend`.
 fn text_expr(backend: Backend, column: &Column) -> String {
@@ -140,6 +141,7 @@ impl Cell {
 /// dates), `null` only where the column allows it. For a nullable JSON column, `null` is
 /// SQL `NULL`.
 pub(crate) fn encode(table: &Table, mut object: Map<String, Value>) -> Result<Vec<Cell>, String> {
+    check_shapes(table, &object)?;
     let mut cells = Vec::with_capacity(table.columns.len());
     for column in table.columns {
         let value = object.remove(column.name).ok_or_else(|| format!("column `{}` is missing", column.name))?;
@@ -149,6 +151,22 @@ pub(crate) fn encode(table: &Table, mut object: Map<String, Value>) -> Result<Ve
         return Err(format!("`{extra}` is not a column of {}", table.name));
     }
     Ok(cells)
+}
+
+/// The JSON shapes the API checks on every write that a dump must hold too: each step of a
+/// trace's `steps` array (its documented fields), named by the trace's `trace_id` and the
+/// step. (A `steps` value that is no array, written before the API checked it, is loaded
+/// as it was: a restore does not refuse a database's own old rows wholesale.)
+fn check_shapes(table: &Table, object: &Map<String, Value>) -> Result<(), String> {
+    for column in table.columns.iter().filter(|c| policy::shape(table, c) == Shape::Steps) {
+        if let Some(value) = object.get(column.name).filter(|v| v.is_array()) {
+            input::check_steps(value).map_err(|(path, message)| {
+                let trace = object.get("trace_id").and_then(Value::as_str).unwrap_or("?");
+                format!("trace `{trace}`: column `{}{path}` {message}", column.name)
+            })?;
+        }
+    }
+    Ok(())
 }
 
 fn encode_value(column: &Column, value: Value) -> Result<Cell, String> {

@@ -99,3 +99,51 @@ async fn schema_command_prints_the_sdl() {
     assert!(output.status.success());
     assert_eq!(stdout(&output), iofold_graph::graphql::schema_file().await);
 }
+
+both_backends! {
+    async fn seed_works_whatever_rows_exist(backend: Backend) {
+        use crate::support::fixtures::{count, execute, quote, Fixtures};
+        let test_db = TestDb::migrated(backend).await;
+        let url = test_db.url.as_str().to_owned();
+        let run = move |args: Vec<&'static str>| {
+            let url = url.clone();
+            async move { tokio::task::spawn_blocking(move || iofold(&url, &args, &[])).await.unwrap() }
+        };
+        let demo = iofold_graph::seed::DEMO_EMAIL;
+        let db = &test_db.db;
+
+        // A token for the demo address first: the user exists under another id.
+        let created = run(vec!["token", "create", "--email", "demo@iofold.dev", "--name", "early"]).await;
+        assert!(created.status.success(), "{}", stderr(&created));
+        let seeded = run(vec!["seed"]).await;
+        assert!(seeded.status.success(), "{}{}", stdout(&seeded), stderr(&seeded));
+        assert!(stdout(&seeded).contains("Authorization: Bearer iofold_"), "{}", stdout(&seeded));
+        assert_eq!(count(db, "users", None).await, 1, "one demo user");
+        let user = format!("(SELECT id FROM users WHERE email = {})", quote(demo));
+        let workspace = quote(&iofold_graph::seed::ids::workspace());
+        assert_eq!(count(db, "workspace_members", Some(&format!("workspace_id = {workspace} AND user_id = {user} AND role = 'owner'"))).await, 1);
+        assert_eq!(count(db, "api_tokens", Some(&format!("user_id = {user}"))).await, 2, "the early token and the demo token");
+        for table in ["traces", "feedback", "eval_executions", "execution_steps"] {
+            assert!(count(db, table, None).await > 0, "{table} seeded");
+        }
+
+        // A demo trace replaced by another row holding its unique key; the demo version 1
+        // replaced likewise: the seed loads around them.
+        let fx = Fixtures::new(db);
+        let trace = quote(&format!("trace_0194a1b2-0000-7000-8000-{:012}", 1));
+        execute(db, &format!("DELETE FROM traces WHERE id = {trace}")).await.unwrap();
+        fx.insert("traces", &iofold_graph::seed::ids::workspace(), &[("trace_id", "lf-trace-0001".into()), ("source", "langfuse".into())]).await;
+        let version = quote(&format!("agent_version_0194a1b2-0000-7000-8000-{:012}", 1));
+        execute(db, &format!("UPDATE agent_versions SET parent_version_id = NULL WHERE parent_version_id = {version}")).await.unwrap();
+        execute(db, &format!("DELETE FROM agent_versions WHERE id = {version}")).await.unwrap();
+        fx.insert("agent_versions", "", &[("agent_id", iofold_graph::seed::ids::agent().into()), ("version", 1i64.into())]).await;
+        let traces = count(db, "traces", None).await;
+        let reseeded = run(vec!["seed"]).await;
+        assert!(reseeded.status.success(), "{}{}", stdout(&reseeded), stderr(&reseeded));
+        assert_eq!(count(db, "traces", None).await, traces, "the replaced demo trace stays replaced");
+        assert_eq!(count(db, "feedback", Some(&format!("trace_id = {trace}"))).await, 0);
+        assert_eq!(count(db, "users", Some(&format!("email = {}", quote(demo)))).await, 1);
+        let health = run(vec!["health"]).await;
+        assert!(health.status.success(), "{}{}", stdout(&health), stderr(&health));
+    }
+}

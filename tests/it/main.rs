@@ -7,6 +7,7 @@ mod cli;
 mod clients;
 mod concurrency;
 mod data_model;
+mod design_docs;
 mod graph;
 mod hardening;
 mod mutations;

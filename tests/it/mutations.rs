@@ -147,7 +147,7 @@ fn json_of(shape: Shape, n: i64) -> Json {
     match shape {
         Shape::Any | Shape::Object => json!({"k": n, "nested": {"list": [n, "x"]}}),
         Shape::Array => json!([n, {"k": "v"}]),
-        Shape::ArrayOfObjects => {
+        Shape::ArrayOfObjects | Shape::Steps => {
             json!([{"input": format!("question {n}"), "output": {"answer": n}}, {"input": "q2", "output": "done", "error": null}])
         }
         Shape::ArrayOfStrings => json!([format!("item {n}"), "other"]),

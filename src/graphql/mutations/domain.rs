@@ -282,6 +282,32 @@ pub fn register(mut mutation: Object, mut builder: SchemaBuilder) -> (Object, Sc
         ],
         start_execution,
     );
+    add!(
+        "pauseExecution",
+        "Pauses a PENDING or RUNNING execution: no step starts until it is resumed (a running step may still \
+         finish or fail).",
+        [InputValue::new("id", id())],
+        [field("execution", nn("Execution"), "The execution, PAUSED.")],
+        pause_execution,
+    );
+    add!(
+        "resumeExecution",
+        "Resumes a PAUSED execution: RUNNING again when a step had started, PENDING otherwise.",
+        [InputValue::new("id", id())],
+        [field("execution", nn("Execution"), "The execution.")],
+        resume_execution,
+    );
+    add!(
+        "cancelExecution",
+        "Cancels a PENDING, RUNNING or PAUSED execution: it becomes CANCELLED, its pending and running steps \
+         become SKIPPED with the error `cancelled`, and none of its steps changes afterwards.",
+        [InputValue::new("id", id())],
+        [
+            field("execution", nn("Execution"), "The execution, CANCELLED."),
+            field("executionSteps", rows("ExecutionStep"), "The steps the cancel stopped (now SKIPPED), by id."),
+        ],
+        cancel_execution,
+    );
     (mutation, builder)
 }
 
@@ -544,7 +570,7 @@ async fn import_traces(ctx: ResolverContext<'_>) -> async_graphql::Result<Payloa
     let columns = import_columns();
     let mut seen = HashSet::new();
     let rows = args.each("traces", |i, object| {
-        let row = input::read(traces, &columns, object, &format!("traces[{i}]."))?;
+        let row = input::read(traces, &columns, object, &format!("traces[{i}].")).map_err(|e| of_trace(e, object))?;
         let trace_id = row.get("trace_id").and_then(Value::as_str).unwrap_or_default().to_owned();
         if !seen.insert(trace_id.clone()) {
             return Err(AppError::bad_input(
@@ -557,6 +583,21 @@ async fn import_traces(ctx: ResolverContext<'_>) -> async_graphql::Result<Payloa
     let result: AppResult<Payload> =
         in_tx!(db, |tx| import_in(tx, &access, &workspace_id, integration_id.as_deref(), &source, &rows).await);
     Ok(result?)
+}
+
+/// An error in a trace's steps also names the trace by its `traceId`.
+fn of_trace(error: AppError, object: &ObjectAccessor<'_>) -> AppError {
+    match error {
+        AppError::BadUserInput { message, field: Some(field) } if field.contains(".steps") => {
+            let trace_id = object.get("traceId").and_then(|v| v.string().ok().map(str::to_owned));
+            let message = match trace_id {
+                Some(trace_id) => format!("{message} (traceId `{trace_id}`)"),
+                None => message,
+            };
+            AppError::BadUserInput { message, field: Some(field) }
+        }
+        other => other,
+    }
 }
 
 async fn import_in(
@@ -1144,4 +1185,126 @@ async fn start_in(tx: &mut Tx<'_>, access: &Access, workflow_id: &str, data: &Va
     Ok(Payload::new()
         .row("execution", generic::reload(tx, executions, &execution_id).await?)
         .rows("executionSteps", step_records))
+}
+
+/// What `pauseExecution`, `resumeExecution` and `cancelExecution` do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Control {
+    Pause,
+    Resume,
+    Cancel,
+}
+
+async fn pause_execution(ctx: ResolverContext<'_>) -> async_graphql::Result<Payload> {
+    control_execution(ctx, Control::Pause).await
+}
+
+async fn resume_execution(ctx: ResolverContext<'_>) -> async_graphql::Result<Payload> {
+    control_execution(ctx, Control::Resume).await
+}
+
+async fn cancel_execution(ctx: ResolverContext<'_>) -> async_graphql::Result<Payload> {
+    control_execution(ctx, Control::Cancel).await
+}
+
+async fn control_execution(ctx: ResolverContext<'_>, control: Control) -> async_graphql::Result<Payload> {
+    let access = access(&ctx)?;
+    let db = db(&ctx)?;
+    let id = Args { ctx: &ctx }.id("id")?;
+    let result: AppResult<Payload> = in_tx!(db, |tx| control_in(tx, &access, &id, control).await);
+    Ok(result?)
+}
+
+/// The execution lifecycle's controls: pending | running → paused → pending | running, and
+/// pending | running | paused → cancelled. Any other move is `BAD_USER_INPUT` on `id`, and
+/// nothing changes.
+async fn control_in(tx: &mut Tx<'_>, access: &Access, id: &str, control: Control) -> AppResult<Payload> {
+    let (executions, steps) = (table("executions"), table("execution_steps"));
+    let what = match control {
+        Control::Pause => "pausing an execution",
+        Control::Resume => "resuming an execution",
+        Control::Cancel => "cancelling an execution",
+    };
+    // Locks in the order step updates take them (the step, then its execution): a cancel
+    // locks the execution's steps (in id order) before the execution itself, so it never
+    // waits in a cycle with a step update.
+    let execution = generic::visible_locked(tx, access, executions, id, None).await?;
+    authorize(tx, access, executions, &execution, WorkspaceMemberRole::Member, what).await?;
+    if control == Control::Cancel {
+        let ids = tx
+            .texts(
+                Stmt::new()
+                    .sql("SELECT ")
+                    .ident("id")
+                    .sql(" AS v FROM ")
+                    .ident("execution_steps")
+                    .sql(" WHERE ")
+                    .ident("execution_id")
+                    .sql(" = ")
+                    .text(id),
+            )
+            .await?;
+        let ids: Vec<String> = ids.into_iter().flatten().collect();
+        tx.lock(steps, &ids, Lock::NoKeyUpdate).await?;
+    }
+    // Read again under the execution's lock: as the last writer left it.
+    let execution = generic::visible(tx, access, executions, id).await?;
+    let status = execution.text("status").unwrap_or_default().to_owned();
+    let shown = status.to_ascii_uppercase();
+    let now = now_text();
+    let update = match (control, status.as_str()) {
+        (Control::Pause, "pending" | "running") => changes([("status", "paused".into())]),
+        (Control::Pause, _) => {
+            return Err(AppError::bad_input(
+                "id",
+                format!("only a PENDING or RUNNING execution is paused (this one is {shown})"),
+            ))
+        }
+        (Control::Resume, "paused") => {
+            let next = if execution.get("started_at").is_null() { "pending" } else { "running" };
+            changes([("status", next.into())])
+        }
+        (Control::Resume, _) => {
+            return Err(AppError::bad_input("id", format!("only a PAUSED execution is resumed (this one is {shown})")))
+        }
+        (Control::Cancel, "pending" | "running" | "paused") => {
+            changes([("status", "cancelled".into()), ("completed_at", now.clone())])
+        }
+        (Control::Cancel, _) => {
+            return Err(AppError::bad_input(
+                "id",
+                format!("the execution is already {shown}: only a PENDING, RUNNING or PAUSED execution is cancelled"),
+            ))
+        }
+    };
+    let mut stopped = Vec::new();
+    if control == Control::Cancel {
+        let open = tx
+            .load(Select {
+                order: vec![crate::sql::OrderKey { column: "id", desc: false, nullable: false }],
+                ..Select::rows(
+                    steps,
+                    Cond::all(vec![
+                        eq("execution_id", id),
+                        Cond::In(
+                            "status",
+                            vec![crate::sql::Bind::Text("pending".into()), crate::sql::Bind::Text("running".into())],
+                        ),
+                    ]),
+                )
+            })
+            .await?;
+        let cancelled =
+            changes([("status", "skipped".into()), ("error", "cancelled".into()), ("completed_at", now.clone())]);
+        for step in open {
+            let step = tx
+                .update_returning(steps, &step, &cancelled)
+                .await?
+                .ok_or_else(|| AppError::internal(format!("execution step {} vanished", step.id())))?;
+            stopped.push(step);
+        }
+    }
+    let execution = generic::apply(tx, access, executions, &execution, &update).await?;
+    let payload = Payload::new().row("execution", execution);
+    Ok(if control == Control::Cancel { payload.rows("executionSteps", stopped) } else { payload })
 }

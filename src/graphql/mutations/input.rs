@@ -200,7 +200,15 @@ pub fn check(table: &Table, column: &Column, field: &str, value: Value) -> AppRe
         }
         Kind::Json => {
             check_json(&value).map_err(bad)?;
-            check_shape(policy::shape(table, column), &value).map_err(bad)?;
+            let shape = policy::shape(table, column);
+            if shape == Shape::Steps {
+                // Names the step and its field: `traces[3].steps[2].timestamp`.
+                check_steps(&value).map_err(|(path, message)| {
+                    let field = format!("{field}{path}");
+                    AppError::bad_input(&field, format!("`{field}` {message}"))
+                })?;
+            }
+            check_shape(shape, &value).map_err(bad)?;
             Ok(value)
         }
     }
@@ -247,6 +255,72 @@ fn check_json(value: &Value) -> Result<(), String> {
     Ok(())
 }
 
+/// Checks trace steps (`policy::Shape::Steps`): an array of objects whose documented
+/// fields, where present, have their documented types. Lenient on absence (every field may
+/// be left out), strict on a wrong type. A failure is the path of the value at fault below
+/// the column (`[2].timestamp`, or empty for the column itself) and what is wrong.
+pub fn check_steps(value: &Value) -> Result<(), (String, String)> {
+    let steps = value.as_array().ok_or_else(|| (String::new(), "must be a JSON array of steps".to_owned()))?;
+    for (i, step) in steps.iter().enumerate() {
+        let Some(step) = step.as_object() else {
+            return Err((format!("[{i}]"), format!("must be a step object (step {i} is not an object)")));
+        };
+        let bad = |key: &str, message: String| Err((format!("[{i}].{key}"), format!("{message} (step {i})")));
+        for (key, value) in step {
+            let fine = match key.as_str() {
+                "step_id" => value.is_string(),
+                "timestamp" => match value {
+                    Value::String(text) => {
+                        if let Err(e) = Timestamp::parse_input(text) {
+                            return bad(key, format!("must be an RFC 3339 date-time, not `{text}`: {e}"));
+                        }
+                        true
+                    }
+                    _ => false,
+                },
+                "messages_added" => value.is_array(),
+                "tool_calls" => match value {
+                    Value::Array(calls) => {
+                        if let Some(j) = calls.iter().position(|c| !c.is_object()) {
+                            return Err((
+                                format!("[{i}].tool_calls[{j}]"),
+                                format!("must be a tool call object (step {i}, tool call {j})"),
+                            ));
+                        }
+                        true
+                    }
+                    _ => false,
+                },
+                "error" => value.is_string() || value.is_null(),
+                "metadata" => value.is_object(),
+                _ => true,
+            };
+            if !fine {
+                let expected = match key.as_str() {
+                    "step_id" | "error" => "a string",
+                    "timestamp" => "an RFC 3339 date-time string",
+                    "messages_added" => "an array",
+                    "tool_calls" => "an array of objects",
+                    _ => "an object",
+                };
+                return bad(key, format!("must be {expected}, not {}", json_type(value)));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn json_type(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
 /// Checks a JSON value against its column's shape.
 pub fn check_shape(shape: Shape, value: &Value) -> Result<(), String> {
     let array = || value.as_array().ok_or_else(|| "must be a JSON array".to_owned());
@@ -254,7 +328,7 @@ pub fn check_shape(shape: Shape, value: &Value) -> Result<(), String> {
         Shape::Any => Ok(()),
         Shape::Object => value.as_object().map(|_| ()).ok_or_else(|| "must be a JSON object".into()),
         Shape::Array => array().map(|_| ()),
-        Shape::ArrayOfObjects => match array()?.iter().position(|v| !v.is_object()) {
+        Shape::ArrayOfObjects | Shape::Steps => match array()?.iter().position(|v| !v.is_object()) {
             Some(i) => Err(format!("must be an array of objects (item {i} is not one)")),
             None => Ok(()),
         },

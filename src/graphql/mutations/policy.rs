@@ -122,8 +122,9 @@ pub fn policy(table: &Table) -> Policy {
             Policy { server_set: &["acknowledged_at", "acknowledged_by", "resolved_at", "resolved_by"], ..base }
         }
         "taskset_tasks" => Policy { server_set: &["content_hash"], ..base },
-        // Created by startExecution (with its steps); only its input data is patched.
-        "executions" => Policy { create: None, patch_only: Some(&["data"]), ..base },
+        // Created by startExecution (with its steps); its input data and its result are
+        // patched; its status moves along its steps and pause/resume/cancelExecution.
+        "executions" => Policy { create: None, patch_only: Some(&["data", "result"]), ..base },
         // Created by startExecution; patched along its transitions.
         "execution_steps" => Policy {
             create: None,
@@ -198,6 +199,11 @@ pub enum Shape {
     Array,
     /// An array of objects.
     ArrayOfObjects,
+    /// Trace steps: an array of objects whose documented fields, where present, have their
+    /// types: `step_id` a string, `timestamp` an RFC 3339 date-time, `messages_added` an
+    /// array, `tool_calls` an array of objects, `metadata` an object (`input`, `output`:
+    /// any value; `error`: a string or null).
+    Steps,
     /// An array of strings.
     ArrayOfStrings,
     /// Workflow nodes: an array of `{id, type, data}` with distinct string ids.
@@ -209,7 +215,7 @@ pub enum Shape {
 /// The shape of a JSON column's values.
 pub fn shape(table: &Table, column: &Column) -> Shape {
     match (table.name, column.name) {
-        ("traces", "steps") => Shape::ArrayOfObjects,
+        ("traces", "steps") => Shape::Steps,
         ("trace_summaries", "key_behaviors")
         | ("task_metadata", "success_criteria")
         | ("evals", "training_trace_ids") => Shape::ArrayOfStrings,

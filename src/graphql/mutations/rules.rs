@@ -224,8 +224,24 @@ async fn clear_active_eval(tx: &mut Tx<'_>, eval: &Record) -> AppResult<()> {
 
 /// A workflow step's status moves pending → running → completed | failed, or pending →
 /// skipped; a step that fails with retries left goes back to pending and counts a retry.
-/// Steps of a finished execution no longer move.
+/// Steps of a finished execution no longer move; no step of a cancelled execution changes
+/// at all; no step of a paused execution starts.
 async fn step_transition(tx: &mut Tx<'_>, old: &Record, changes: &mut Map<String, Value>) -> AppResult<()> {
+    let executions = table("executions")?;
+    // The execution's row lock: steps of one execution change one at a time, so the one
+    // that finishes last sees the others finished ([`follow_steps`]), and none changes once
+    // a cancel (which takes this lock) has committed.
+    let execution_id = old.text("execution_id").unwrap_or_default();
+    let execution = tx.find_locked(executions, execution_id, Cond::True, Lock::NoKeyUpdate).await?;
+    let execution_status = execution.as_ref().and_then(|e| e.text("status")).unwrap_or_default().to_owned();
+    if execution_status == "cancelled" {
+        let field = if changes.contains_key("status") {
+            "status".to_owned()
+        } else {
+            changes.keys().next().map(|k| crate::graphql::names::camel(k)).unwrap_or_else(|| "id".to_owned())
+        };
+        return Err(AppError::bad_input(field, "the step's execution is CANCELLED: its steps no longer change"));
+    }
     let Some(new) = text(changes, "status").map(str::to_owned) else {
         return Ok(());
     };
@@ -234,14 +250,14 @@ async fn step_transition(tx: &mut Tx<'_>, old: &Record, changes: &mut Map<String
         changes.remove("status");
         return Ok(());
     }
-    let executions = table("executions")?;
-    // The execution's row lock: steps of one execution change one at a time, so the one
-    // that finishes last sees the others finished ([`follow_steps`]).
-    let execution_id = old.text("execution_id").unwrap_or_default();
-    let execution = tx.find_locked(executions, execution_id, Cond::True, Lock::NoKeyUpdate).await?;
-    let execution_status = execution.as_ref().and_then(|e| e.text("status")).unwrap_or_default().to_owned();
-    if matches!(execution_status.as_str(), "completed" | "failed" | "cancelled") {
+    if matches!(execution_status.as_str(), "completed" | "failed") {
         return Err(AppError::bad_input("status", format!("the step's execution is {execution_status}")));
+    }
+    if execution_status == "paused" && new == "running" {
+        return Err(AppError::bad_input(
+            "status",
+            "the step's execution is PAUSED: no step starts until it is resumed (`resumeExecution`)",
+        ));
     }
     match (from.as_str(), new.as_str()) {
         ("pending", "running") => {
