@@ -9,6 +9,7 @@ mod concurrency;
 mod data_model;
 mod graph;
 mod hardening;
+mod maintenance;
 mod mutations;
 mod ops;
 mod security_input;
