@@ -704,7 +704,7 @@ mod tests {
             parse(&["--maintenance-interval-secs", "90"]).unwrap().maintenance_interval,
             Some(Duration::from_secs(90))
         );
-        assert!(parse(&["--maintenance-interval-secs", "-1"]).unwrap_err().contains("maintenance-interval-secs"));
+        assert!(parse(&["--maintenance-interval-secs", "hourly"]).unwrap_err().contains("maintenance-interval-secs"));
         assert!(parse(&["--maintenance-interval-secs", "604801"]).unwrap_err().contains("maintenance-interval-secs"));
         assert!(parse(&["--max-connections", "0"]).unwrap_err().contains("max-connections"));
     }

@@ -703,7 +703,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
     ] {
         body.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"));
     }
-    let figures = state.db_figures.get(&state.db).await;
+    let figures = state.db_figures.get(&state.db, &state.config.database_url).await;
     crate::ops::maintain::render(figures.as_deref(), &state.maintenance, &mut body);
     ([(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"))], body)
         .into_response()
@@ -736,16 +736,20 @@ pub async fn serve_on(
             }
         })
     };
-    // The schema is compared with its migrations once at start (in the background), then
+    // The schema is compared with its migrations once before the first connection is
+    // accepted (so the check's own connection is closed before any client's work), then
     // after each scheduled maintenance run.
     let watch = {
         let (url, schema) = (state.config.database_url.clone(), state.schema_check.clone());
         move || {
             let (url, schema) = (url.clone(), schema.clone());
-            async move { schema.record(crate::ops::drift::check(&url).await) }
+            async move {
+                let checked = tokio::time::timeout(Duration::from_secs(10), crate::ops::drift::check(&url)).await;
+                schema.record(checked.unwrap_or_else(|_| Err(anyhow::anyhow!("the check took over 10 s"))))
+            }
         }
     };
-    let startup_check = tokio::spawn(watch());
+    watch().await;
     let maintenance = state.config.maintenance_interval.map(|interval| {
         tokio::spawn(crate::ops::maintain::schedule(db.clone(), interval, state.maintenance.clone(), watch))
     });
@@ -791,7 +795,6 @@ pub async fn serve_on(
         }
     }
     idle.abort();
-    startup_check.abort();
     if let Some(maintenance) = maintenance {
         maintenance.abort();
     }

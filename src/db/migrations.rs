@@ -254,7 +254,12 @@ fn revertible(status: &Status, n: usize) -> anyhow::Result<String> {
     Ok(status.applied.last().cloned().unwrap_or_default())
 }
 
-fn revert_with<DB, H>(harness: &mut H, source: &EmbeddedMigrations, status: &Status, n: usize) -> anyhow::Result<Vec<String>>
+fn revert_with<DB, H>(
+    harness: &mut H,
+    source: &EmbeddedMigrations,
+    status: &Status,
+    n: usize,
+) -> anyhow::Result<Vec<String>>
 where
     DB: DieselBackend,
     H: MigrationHarness<DB>,

@@ -196,7 +196,12 @@ fn newer(unknown: &[String]) -> Drift {
 
 fn outcome(applied: Vec<String>, expected: &Schema, actual: &Schema) -> Drift {
     let differences = diff(expected, actual);
-    Drift { status: if differences.is_empty() { "ok" } else { "drift" }, reason: None, migrations: applied, differences }
+    Drift {
+        status: if differences.is_empty() { "ok" } else { "drift" },
+        reason: None,
+        migrations: applied,
+        differences,
+    }
 }
 
 /// Applies the given versions of `source`, in version order.
@@ -431,9 +436,9 @@ fn sqlite_foreign_keys(conn: &mut SqliteConnection, table: &str, schema: &mut Sc
     // (from columns, parent, to columns, on update, on delete) per constraint id.
     let mut keys: BTreeMap<i64, (Vec<String>, String, Vec<String>, String, String)> = BTreeMap::new();
     for row in rows {
-        let entry = keys.entry(row.first().and_then(Value::as_i64).unwrap_or(-1)).or_insert_with(|| {
-            (Vec::new(), text(row.get(1)), Vec::new(), text(row.get(4)), text(row.get(5)))
-        });
+        let entry = keys
+            .entry(row.first().and_then(Value::as_i64).unwrap_or(-1))
+            .or_insert_with(|| (Vec::new(), text(row.get(1)), Vec::new(), text(row.get(4)), text(row.get(5))));
         entry.0.push(text(row.get(2)));
         entry.2.push(text(row.get(3)));
     }

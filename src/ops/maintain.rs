@@ -15,10 +15,12 @@
 //!   not once per instance. Running it more often would be harmless anyway (ANALYZE reads a
 //!   sample and takes no lock that blocks reads or writes).
 //!
-//! Figures: the size (SQLite: `page_count * page_size`, plus the free pages; PostgreSQL:
-//! `pg_database_size`) and per index its scans (PostgreSQL's `pg_stat_user_indexes.idx_scan`;
-//! SQLite does not count index use) and size (PostgreSQL: `pg_relation_size`; SQLite: the
-//! `dbstat` table, which reads every page, so only `health --json` asks for it).
+//! Figures: the size (SQLite: `page_count * page_size`, plus the free pages, or for
+//! `/metrics` the file and WAL sizes from the file system, so a scrape never waits for a
+//! lock; PostgreSQL: `pg_database_size`) and per index its scans (PostgreSQL's
+//! `pg_stat_user_indexes.idx_scan`; SQLite does not count index use) and size (PostgreSQL:
+//! `pg_relation_size`; SQLite: the `dbstat` table, which reads every page, so only
+//! `health --json` asks for it).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -29,7 +31,7 @@ use serde_json::Value;
 
 use super::conn::{ident, Conn};
 use crate::catalog;
-use crate::db::{Backend, Db, Pool};
+use crate::db::{Backend, DatabaseUrl, Db, Pool};
 use crate::with_tx;
 
 /// Why a maintenance run happens.
@@ -82,10 +84,12 @@ fn outcome(status: &'static str) -> Outcome {
 const SQLITE_STATS: &str = "SELECT json_array(tbl, idx, stat) AS v FROM sqlite_stat1 ORDER BY tbl, idx";
 
 async fn sqlite_optimize(conn: &mut Conn<'_>) -> anyhow::Result<Outcome> {
-    let before = if conn.relation_exists("sqlite_stat1").await? { conn.texts(SQLITE_STATS, None).await? } else { vec![] };
+    let before =
+        if conn.relation_exists("sqlite_stat1").await? { conn.texts(SQLITE_STATS, None).await? } else { vec![] };
     let statement = "PRAGMA optimize=0x10002";
     conn.batch(statement).await?;
-    let after = if conn.relation_exists("sqlite_stat1").await? { conn.texts(SQLITE_STATS, None).await? } else { vec![] };
+    let after =
+        if conn.relation_exists("sqlite_stat1").await? { conn.texts(SQLITE_STATS, None).await? } else { vec![] };
     let mut tables: Vec<String> = after
         .iter()
         .filter(|row| !before.contains(row))
@@ -199,6 +203,9 @@ pub struct Figures {
     /// SQLite: the bytes of free pages in the file (reclaimable by VACUUM).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub free_bytes: Option<i64>,
+    /// SQLite, for `/metrics`: the size of the write-ahead log file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wal_bytes: Option<i64>,
     /// Whether `indexes[].scans` is known (PostgreSQL); SQLite does not count index use.
     pub index_scans_counted: bool,
     /// The indexes of the current schema (SQLite: only with sizes, see [`figures`]).
@@ -225,9 +232,11 @@ pub async fn figures(db: &Db, index_sizes: bool) -> anyhow::Result<Figures> {
         Pool::Sqlite(pool) => {
             let mut pooled = pool.get().await?;
             let mut conn = Conn::Sqlite(&mut pooled);
-            let size = conn.count("SELECT page_count * page_size AS n FROM pragma_page_count, pragma_page_size").await?;
-            let free =
-                conn.count("SELECT freelist_count * page_size AS n FROM pragma_freelist_count, pragma_page_size").await?;
+            let size =
+                conn.count("SELECT page_count * page_size AS n FROM pragma_page_count, pragma_page_size").await?;
+            let free = conn
+                .count("SELECT freelist_count * page_size AS n FROM pragma_freelist_count, pragma_page_size")
+                .await?;
             let mut indexes = Vec::new();
             if index_sizes {
                 let rows = conn
@@ -247,7 +256,13 @@ pub async fn figures(db: &Db, index_sizes: bool) -> anyhow::Result<Figures> {
                     });
                 }
             }
-            Ok(Figures { size_bytes: size, free_bytes: Some(free), index_scans_counted: false, indexes })
+            Ok(Figures {
+                size_bytes: size,
+                free_bytes: Some(free),
+                wal_bytes: None,
+                index_scans_counted: false,
+                indexes,
+            })
         }
         Pool::Postgres(pool) => {
             let mut pooled = pool.get().await?;
@@ -270,7 +285,7 @@ pub async fn figures(db: &Db, index_sizes: bool) -> anyhow::Result<Figures> {
                     size_bytes: row.get(3).and_then(Value::as_i64),
                 })
                 .collect();
-            Ok(Figures { size_bytes: size, free_bytes: None, index_scans_counted: true, indexes })
+            Ok(Figures { size_bytes: size, free_bytes: None, wal_bytes: None, index_scans_counted: true, indexes })
         }
     }
 }
@@ -281,6 +296,25 @@ fn json_rows(rows: Vec<Option<String>>) -> Vec<Vec<Value>> {
 
 fn text(row: &[Value], i: usize) -> String {
     row.get(i).and_then(Value::as_str).unwrap_or_default().to_owned()
+}
+
+/// The figures for `/metrics`. SQLite: the sizes of the database file and its WAL, from the
+/// file system (a scrape never waits for a database lock); PostgreSQL: [`figures`] without
+/// asking for anything expensive.
+async fn scrape_figures(db: &Db, url: &DatabaseUrl) -> anyhow::Result<Figures> {
+    match url {
+        DatabaseUrl::Sqlite(path) => {
+            let size = |path: String| std::fs::metadata(path).map(|m| m.len() as i64);
+            Ok(Figures {
+                size_bytes: size(path.clone())?,
+                free_bytes: None,
+                wal_bytes: Some(size(format!("{path}-wal")).unwrap_or(0)),
+                index_scans_counted: false,
+                indexes: Vec::new(),
+            })
+        }
+        DatabaseUrl::Postgres(_) => figures(db, false).await,
+    }
 }
 
 /// The figures for `/metrics`, read at most once per `ttl` (scrapes in between get the last
@@ -307,14 +341,14 @@ impl FiguresCache {
 
     /// The current figures (a fresh reading when the last is older than the TTL); the last
     /// reading, or none, when the database does not answer (logged).
-    pub async fn get(&self, db: &Db) -> Option<Arc<Figures>> {
+    pub async fn get(&self, db: &Db, url: &DatabaseUrl) -> Option<Arc<Figures>> {
         let mut last = self.last.lock().await;
         if let Some((at, figures)) = last.as_ref() {
             if at.elapsed() < self.ttl {
                 return Some(figures.clone());
             }
         }
-        match tokio::time::timeout(Duration::from_secs(2), figures(db, false)).await {
+        match tokio::time::timeout(Duration::from_secs(2), scrape_figures(db, url)).await {
             Ok(Ok(figures)) => {
                 let figures = Arc::new(figures);
                 *last = Some((Instant::now(), figures.clone()));
@@ -340,12 +374,12 @@ pub fn render(figures: Option<&Figures>, stats: &Stats, out: &mut String) {
             out,
             "iofold_db_size_bytes",
             "gauge",
-            "Size of the database (SQLite: the main file's pages; PostgreSQL: pg_database_size).",
+            "Size of the database (SQLite: the database file; PostgreSQL: pg_database_size).",
         );
         sample(out, "iofold_db_size_bytes", &[], figures.size_bytes as f64);
-        if let Some(free) = figures.free_bytes {
-            family(out, "iofold_db_free_bytes", "gauge", "SQLite: bytes of free pages in the file.");
-            sample(out, "iofold_db_free_bytes", &[], free as f64);
+        if let Some(wal) = figures.wal_bytes {
+            family(out, "iofold_db_wal_bytes", "gauge", "SQLite: size of the write-ahead log file.");
+            sample(out, "iofold_db_wal_bytes", &[], wal as f64);
         }
         if figures.index_scans_counted {
             family(

@@ -58,7 +58,9 @@ async fn by_hand(url: &DatabaseUrl, sql: &str) {
 /// The indexes of a table, by name.
 async fn indexes(db: &Db, table: &str) -> Vec<String> {
     let sql = match db.backend() {
-        Backend::Sqlite => format!("SELECT name AS v FROM sqlite_master WHERE type = 'index' AND tbl_name = {}", quote(table)),
+        Backend::Sqlite => {
+            format!("SELECT name AS v FROM sqlite_master WHERE type = 'index' AND tbl_name = {}", quote(table))
+        }
         Backend::Postgres => format!(
             "SELECT indexname::text AS v FROM pg_indexes WHERE schemaname = current_schema() AND tablename = {}",
             quote(table)
@@ -214,20 +216,20 @@ both_backends! {
         let fx = Fixtures::new(&test_db.db);
         let workspace = fx.workspace().await;
         let traces = fx.insert_many("traces", &workspace, &vec![Vec::new(); 20]).await;
-        assert!(indexes(&test_db.db, "eval_executions").await.contains(&"idx_eval_executions_summary".to_owned()));
+        assert!(indexes(&test_db.db, "eval_executions").await.contains(&"idx_eval_executions_eval_summary".to_owned()));
 
         let production = [("APP_ENV", "production"), ("IOFOLD_ENCRYPTION_KEY", KEY)];
         failed_with(&cmd(&url, &["migrate", "--revert"], &production).await, &["refused in production", "--allow-production", "Nothing was touched"]);
         failed_with(&cmd(&url, &["migrate", "--revert", "3"], &[]).await, &["only 2 migration(s) are applied", "Nothing was reverted"]);
         failed_with(&cmd(&url, &["migrate", "--revert", "0"], &[]).await, &["0"]);
-        assert!(indexes(&test_db.db, "eval_executions").await.contains(&"idx_eval_executions_summary".to_owned()), "the refusals touched nothing");
+        assert!(indexes(&test_db.db, "eval_executions").await.contains(&"idx_eval_executions_eval_summary".to_owned()), "the refusals touched nothing");
 
         let down = cmd(&url, &["migrate", "--revert"], &[]).await;
         succeeded(&down);
         let _backups = Backups::from(&out(&down));
         assert!(out(&down).contains(&format!("reverted {INDEXES}")), "{}", out(&down));
         assert!(!out(&down).contains(&format!("reverted {BASE}")), "{}", out(&down));
-        assert!(!indexes(&test_db.db, "eval_executions").await.contains(&"idx_eval_executions_summary".to_owned()));
+        assert!(!indexes(&test_db.db, "eval_executions").await.contains(&"idx_eval_executions_eval_summary".to_owned()));
         assert!(indexes(&test_db.db, "traces").await.contains(&"idx_traces_list".to_owned()), "the old trace-list index is back");
         assert_eq!(fixtures::count(&test_db.db, "traces", None).await, traces.len() as i64, "the data stays");
         let status = cmd(&url, &["migrate", "--status"], &[]).await;
@@ -238,7 +240,7 @@ both_backends! {
         let again = cmd(&url, &["migrate", "--no-backup"], &[]).await;
         succeeded(&again);
         assert!(out(&again).contains(&format!("applied  {INDEXES}")), "{}", out(&again));
-        assert!(indexes(&test_db.db, "eval_executions").await.contains(&"idx_eval_executions_summary".to_owned()));
+        assert!(indexes(&test_db.db, "eval_executions").await.contains(&"idx_eval_executions_eval_summary".to_owned()));
         assert_eq!(fixtures::count(&test_db.db, "traces", None).await, traces.len() as i64);
         succeeded(&cmd(&url, &["health"], &[]).await);
 
@@ -293,7 +295,7 @@ both_backends! {
                 assert_eq!(fixtures::count(&copy, "users", None).await, users);
                 assert_eq!(fixtures::count(&copy, "traces", None).await, traces);
                 assert_eq!(texts(&copy, "SELECT CAST(version AS TEXT) AS v FROM __diesel_schema_migrations").await, vec![BASE.to_owned()]);
-                assert!(!indexes(&copy, "eval_executions").await.contains(&"idx_eval_executions_summary".to_owned()));
+                assert!(!indexes(&copy, "eval_executions").await.contains(&"idx_eval_executions_eval_summary".to_owned()));
                 assert_eq!(texts(&copy, "SELECT integrity_check AS v FROM pragma_integrity_check").await, vec!["ok".to_owned()]);
                 copy.close();
             }
@@ -352,7 +354,7 @@ async fn plan(db: &Db, query: &str) -> String {
 }
 
 both_backends! {
-    /// The per-eval summary reads `idx_eval_executions_summary` (before the migration:
+    /// The per-eval summary reads `idx_eval_executions_eval_summary` (before the migration:
     /// another index and, on SQLite, a temporary B-tree for the grouping), and the trace
     /// list reads `idx_traces_list`, on SQLite now as a covering index.
     async fn summary_and_trace_list_plans_use_the_new_indexes(backend: Backend) {
@@ -402,13 +404,13 @@ both_backends! {
         let list_plan = plan(db, &list).await;
         match backend {
             Backend::Sqlite => {
-                assert!(summary_plan.contains("USING COVERING INDEX idx_eval_executions_summary"), "{summary_plan}");
+                assert!(summary_plan.contains("USING COVERING INDEX idx_eval_executions_eval_summary"), "{summary_plan}");
                 assert!(!summary_plan.contains("TEMP B-TREE"), "{summary_plan}");
                 assert!(list_plan.contains("USING COVERING INDEX idx_traces_list"), "{list_plan}");
             }
             Backend::Postgres => {
                 // An index scan, index-only scan or bitmap scan of it, as the costs decide.
-                assert!(summary_plan.contains("on idx_eval_executions_summary") || summary_plan.contains("using idx_eval_executions_summary"), "{summary_plan}");
+                assert!(summary_plan.contains("on idx_eval_executions_eval_summary") || summary_plan.contains("using idx_eval_executions_eval_summary"), "{summary_plan}");
                 assert!(list_plan.contains("idx_traces_list"), "{list_plan}");
             }
         }
@@ -427,7 +429,7 @@ both_backends! {
         assert_eq!(reverted, vec![INDEXES.to_owned()]);
         fixtures::execute(db, analyze).await.unwrap();
         let before = plan(db, &summary).await;
-        assert!(!before.contains("idx_eval_executions_summary"), "{before}");
+        assert!(!before.contains("idx_eval_executions_eval_summary"), "{before}");
         if backend == Backend::Sqlite {
             assert!(before.contains("USE TEMP B-TREE FOR GROUP BY"), "{before}");
             let list_before = plan(db, &list).await;
@@ -527,7 +529,7 @@ both_backends! {
         assert!(sample(&metrics, "iofold_db_size_bytes").unwrap() > 0.0, "{metrics}");
         match backend {
             Backend::Sqlite => {
-                assert!(sample(&metrics, "iofold_db_free_bytes").is_some(), "{metrics}");
+                assert!(sample(&metrics, "iofold_db_wal_bytes").is_some(), "{metrics}");
                 assert!(!metrics.contains("iofold_db_index_scans_total{"), "SQLite counts no index use");
                 let stats = texts(&app.state.db, "SELECT DISTINCT tbl AS v FROM sqlite_stat1").await;
                 assert!(stats.contains(&"traces".to_owned()), "the scheduled run analyzed: {stats:?}");

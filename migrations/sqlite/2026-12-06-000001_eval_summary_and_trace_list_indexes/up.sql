@@ -6,7 +6,7 @@
 -- read through idx_eval_executions_eval_trace, grouped in a temporary B-tree and looked up in
 -- the table row by row. With (eval_id, predicted_result, execution_time_ms) one eval's rows
 -- come out of the index already grouped and the index covers the query.
-CREATE INDEX idx_eval_executions_summary ON eval_executions (eval_id, predicted_result, execution_time_ms);
+CREATE INDEX idx_eval_executions_eval_summary ON eval_executions (eval_id, predicted_result, execution_time_ms);
 
 -- The trace list (a workspace's traces, newest first) is covering on PostgreSQL through
 -- INCLUDE. SQLite has no INCLUDE: the same columns become trailing key columns, so the list
