@@ -434,7 +434,8 @@ fn sqlite_foreign_keys(conn: &mut SqliteConnection, table: &str, schema: &mut Sc
         Some(table),
     )?;
     // (from columns, parent, to columns, on update, on delete) per constraint id.
-    let mut keys: BTreeMap<i64, (Vec<String>, String, Vec<String>, String, String)> = BTreeMap::new();
+    type Key = (Vec<String>, String, Vec<String>, String, String);
+    let mut keys: BTreeMap<i64, Key> = BTreeMap::new();
     for row in rows {
         let entry = keys
             .entry(row.first().and_then(Value::as_i64).unwrap_or(-1))
