@@ -39,11 +39,25 @@ pub enum Command {
         #[arg(long)]
         seed: bool,
     },
-    /// Apply pending migrations (refused when the database is newer than this binary).
+    /// Apply pending migrations (refused when the database is newer than this binary). On
+    /// SQLite a verified copy of the database is taken first; on PostgreSQL the pg_dump
+    /// command to take one is printed.
     Migrate {
-        /// Only list applied and pending migrations.
-        #[arg(long)]
+        /// Only list applied and pending migrations, and compare the schema with what the
+        /// applied migrations define (exits non-zero on any difference).
+        #[arg(long, conflicts_with = "revert")]
         status: bool,
+        /// Revert the last N applied migrations (default 1) with their down.sql. Refused in
+        /// production without --allow-production.
+        #[arg(long, value_name = "N", num_args = 0..=1, default_missing_value = "1",
+              value_parser = clap::value_parser!(u32).range(1..))]
+        revert: Option<u32>,
+        /// Take no copy of the database before changing it.
+        #[arg(long, conflicts_with = "status")]
+        no_backup: bool,
+        /// Allow --revert in production (APP_ENV or NODE_ENV = production).
+        #[arg(long, requires = "revert")]
+        allow_production: bool,
     },
     /// Load the demo data (idempotent; refused in production).
     Seed,
@@ -95,7 +109,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let config = Config::from_all(&cli.config, &cli.server)?;
     match command {
         Command::Schema => unreachable!("handled above"),
-        Command::Migrate { status: true } => {
+        Command::Migrate { status: true, .. } => {
             let status = migrations::status(&config.database_url).await?;
             for version in &status.applied {
                 println!("applied  {version}");
@@ -109,9 +123,42 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             if !status.unknown.is_empty() {
                 anyhow::bail!("the database is newer than this binary");
             }
+            let drift = crate::ops::drift::check(&config.database_url).await?;
+            match drift.status {
+                "ok" => println!("schema   matches the {} applied migration(s)", drift.migrations.len()),
+                "drift" => {
+                    println!("schema   {} difference(s) from the applied migrations:", drift.differences.len());
+                    for difference in &drift.differences {
+                        println!("  - {difference}");
+                    }
+                    anyhow::bail!(
+                        "the schema differs from what its migrations define ({} difference(s))",
+                        drift.differences.len()
+                    );
+                }
+                _ => println!("schema   not compared: {}", drift.reason.unwrap_or_default()),
+            }
         }
-        Command::Migrate { status: false } => {
-            let applied = migrations::run_pending(&config.database_url).await?;
+        Command::Migrate { status: false, revert: Some(n), no_backup, allow_production } => {
+            if config.production && !allow_production {
+                anyhow::bail!(
+                    "migrate --revert is refused in production (APP_ENV or NODE_ENV is `production`): it runs the \
+                     migrations' down.sql, which drops what they created. Nothing was touched; add \
+                     --allow-production to do it anyway"
+                );
+            }
+            crate::ops::guard::existing_sqlite("migrate --revert", &config.database_url)?;
+            let policy = if no_backup { migrations::BackupPolicy::Skip } else { migrations::BackupPolicy::Take };
+            let reverted =
+                migrations::revert(&config.database_url, n as usize, policy, |line| println!("{line}")).await?;
+            for version in reverted {
+                println!("reverted {version}");
+            }
+        }
+        Command::Migrate { status: false, revert: None, no_backup, .. } => {
+            let policy = if no_backup { migrations::BackupPolicy::Skip } else { migrations::BackupPolicy::Take };
+            let applied =
+                migrations::run_pending_with_backup(&config.database_url, policy, |line| println!("{line}")).await?;
             if applied.is_empty() {
                 println!("nothing to migrate: the database is up to date");
             }
@@ -141,9 +188,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Applies pending migrations and opens the pool.
+/// Applies pending migrations (after a backup, as `migrate` does) and opens the pool.
 async fn open(config: &Config) -> anyhow::Result<Db> {
-    let applied = migrations::run_pending(&config.database_url).await?;
+    let applied = migrations::run_pending_with_backup(&config.database_url, migrations::BackupPolicy::Take, |line| {
+        tracing::info!("{line}")
+    })
+    .await?;
     if !applied.is_empty() {
         tracing::info!(migrations = ?applied, "applied migrations");
     }

@@ -184,6 +184,13 @@ pub struct ServerArgs {
           default_value_t = defaults::MAX_UNAUTHENTICATED_WEBSOCKETS_PER_CLIENT, global = true,
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub max_unauthenticated_websockets_per_client: u32,
+
+    /// How often the server refreshes the planner statistics (SQLite `PRAGMA optimize`,
+    /// PostgreSQL `ANALYZE`) and re-checks the schema against its migrations, in seconds; 0:
+    /// never. The first run is one interval after the start.
+    #[arg(long, env = "MAINTENANCE_INTERVAL_SECS", default_value_t = defaults::MAINTENANCE_INTERVAL_SECS,
+          global = true, value_parser = clap::value_parser!(u64).range(0..=604_800))]
+    pub maintenance_interval_secs: u64,
 }
 
 /// The defaults of [`ServerArgs`] (the API contract's limits).
@@ -230,6 +237,8 @@ pub mod defaults {
     pub const MAX_UNAUTHENTICATED_WEBSOCKETS: u32 = 256;
     /// WebSockets before `connection_init`, per client address.
     pub const MAX_UNAUTHENTICATED_WEBSOCKETS_PER_CLIENT: u32 = 16;
+    /// Planner statistics refreshed hourly.
+    pub const MAINTENANCE_INTERVAL_SECS: u64 = 3_600;
 }
 
 impl Default for ServerArgs {
@@ -259,6 +268,7 @@ impl Default for ServerArgs {
             max_connections_per_client: defaults::MAX_CONNECTIONS_PER_CLIENT,
             max_unauthenticated_websockets: defaults::MAX_UNAUTHENTICATED_WEBSOCKETS,
             max_unauthenticated_websockets_per_client: defaults::MAX_UNAUTHENTICATED_WEBSOCKETS_PER_CLIENT,
+            maintenance_interval_secs: defaults::MAINTENANCE_INTERVAL_SECS,
         }
     }
 }
@@ -441,6 +451,8 @@ pub struct Config {
     pub persisted_queries: PersistedQueries,
     /// Connection timeouts and caps.
     pub connections: ConnectionLimits,
+    /// How often the server refreshes the planner statistics; `None`: never.
+    pub maintenance_interval: Option<Duration>,
 }
 
 impl Config {
@@ -493,6 +505,8 @@ impl Config {
                 subscriptions: Subscriptions::from_args(server),
                 persisted_queries: PersistedQueries::from_args(server),
                 connections: ConnectionLimits::from_args(server),
+                maintenance_interval: (server.maintenance_interval_secs > 0)
+                    .then(|| Duration::from_secs(server.maintenance_interval_secs)),
             }),
             _ => Err(ConfigError(problems)),
         }
@@ -684,6 +698,14 @@ mod tests {
             }
         );
         assert!(parse(&["--http-header-timeout-ms", "0"]).unwrap_err().contains("http-header-timeout-ms"));
+        assert_eq!(parse(&[]).unwrap().maintenance_interval, Some(Duration::from_secs(3600)));
+        assert_eq!(parse(&["--maintenance-interval-secs", "0"]).unwrap().maintenance_interval, None);
+        assert_eq!(
+            parse(&["--maintenance-interval-secs", "90"]).unwrap().maintenance_interval,
+            Some(Duration::from_secs(90))
+        );
+        assert!(parse(&["--maintenance-interval-secs", "hourly"]).unwrap_err().contains("maintenance-interval-secs"));
+        assert!(parse(&["--maintenance-interval-secs", "604801"]).unwrap_err().contains("maintenance-interval-secs"));
         assert!(parse(&["--max-connections", "0"]).unwrap_err().contains("max-connections"));
     }
 }

@@ -82,6 +82,12 @@ pub struct AppState {
     pub shutdown: Arc<tokio::sync::watch::Sender<bool>>,
     /// Open connections and unauthenticated WebSockets, per client and in all ([`conn`]).
     pub connections: Arc<conn::Connections>,
+    /// The last schema drift check (at start, then after each maintenance run): `GET /health`.
+    pub schema_check: Arc<crate::ops::drift::LastCheck>,
+    /// The database's size and index usage for `GET /metrics`, read at most every 15 s.
+    pub db_figures: Arc<crate::ops::maintain::FiguresCache>,
+    /// The scheduled maintenance runs.
+    pub maintenance: Arc<crate::ops::maintain::Stats>,
 }
 
 impl AppState {
@@ -100,6 +106,9 @@ impl AppState {
             config: Arc::new(config),
             metrics: Arc::new(Metrics::default()),
             rate_limiter,
+            schema_check: Arc::default(),
+            db_figures: Arc::default(),
+            maintenance: Arc::default(),
         }
     }
 }
@@ -652,15 +661,21 @@ async fn graphql_get(State(state): State<AppState>, Extension(id): Extension<Req
 }
 
 /// `GET /health`: the cheap part of `iofold-graph health` (a database round trip and the
-/// migration state); 503 when the database does not answer within 5 s.
+/// migration state), and the last schema drift check (run at start and after each
+/// maintenance run, never per request); 503 when the database does not answer within 5 s.
 async fn health(State(state): State<AppState>) -> Response {
-    let report = match tokio::time::timeout(Duration::from_secs(5), crate::ops::health::quick(&state.db)).await {
+    let mut report = match tokio::time::timeout(Duration::from_secs(5), crate::ops::health::quick(&state.db)).await {
         Ok(report) => report,
         Err(_) => {
             tracing::warn!("health check: the database did not answer within 5 s");
             json!({"status": "unavailable", "database": "unavailable", "backend": state.db.backend().name()})
         }
     };
+    let schema = state.schema_check.json();
+    if schema["status"] == "drift" && report["status"] == "ok" {
+        report["status"] = json!("degraded");
+    }
+    report["schema"] = schema;
     let status = if report["database"] == "ok" { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, Json(report)).into_response()
 }
@@ -688,6 +703,8 @@ async fn metrics(State(state): State<AppState>) -> Response {
     ] {
         body.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"));
     }
+    let figures = state.db_figures.get(&state.db, &state.config.database_url).await;
+    crate::ops::maintain::render(figures.as_deref(), &state.maintenance, &mut body);
     ([(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"))], body)
         .into_response()
 }
@@ -719,6 +736,23 @@ pub async fn serve_on(
             }
         })
     };
+    // The schema is compared with its migrations once before the first connection is
+    // accepted (so the check's own connection is closed before any client's work), then
+    // after each scheduled maintenance run.
+    let watch = {
+        let (url, schema) = (state.config.database_url.clone(), state.schema_check.clone());
+        move || {
+            let (url, schema) = (url.clone(), schema.clone());
+            async move {
+                let checked = tokio::time::timeout(Duration::from_secs(10), crate::ops::drift::check(&url)).await;
+                schema.record(checked.unwrap_or_else(|_| Err(anyhow::anyhow!("the check took over 10 s"))))
+            }
+        }
+    };
+    watch().await;
+    let maintenance = state.config.maintenance_interval.map(|interval| {
+        tokio::spawn(crate::ops::maintain::schedule(db.clone(), interval, state.maintenance.clone(), watch))
+    });
     tracing::info!(address = %listener.local_addr()?, backend = db.backend().name(), "listening");
     let (stopping, mut stop) = tokio::sync::watch::channel(false);
     let signal = {
@@ -761,6 +795,9 @@ pub async fn serve_on(
         }
     }
     idle.abort();
+    if let Some(maintenance) = maintenance {
+        maintenance.abort();
+    }
     if cut_off {
         // Requests still hold connections: a checkpoint would wait for them. SQLite
         // replays the WAL when the database is next opened.

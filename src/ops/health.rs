@@ -17,6 +17,8 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::conn::{ident, Conn};
+use super::drift::Drift;
+use super::maintain::Figures;
 use super::wipe::MIGRATIONS_TABLE;
 use crate::catalog;
 use crate::db::{migrations, Backend, Db, Pool};
@@ -25,7 +27,7 @@ use crate::db::{migrations, Backend, Db, Pool};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Problem {
     /// The check that found it: `connection`, `migrations`, `schema`, `integrity`,
-    /// `foreign_keys` or `rows`.
+    /// `foreign_keys`, `rows` or `drift`.
     pub check: &'static str,
     /// The table it concerns, when it concerns one.
     pub table: Option<String>,
@@ -80,6 +82,11 @@ pub struct Report {
     pub migrations: MigrationState,
     /// Rows per table, in catalog order.
     pub tables: Vec<TableRows>,
+    /// The live schema compared with what its applied migrations define (`None`: not
+    /// compared, e.g. by [`check`] alone).
+    pub schema: Option<Drift>,
+    /// The database's size and index usage (`None`: not read).
+    pub database: Option<Figures>,
     /// Everything wrong.
     pub problems: Vec<Problem>,
     /// How long the check took.
@@ -102,6 +109,26 @@ impl Report {
         ));
         out.push_str(&format!("integrity     {}\n", self.integrity));
         out.push_str(&format!("foreign keys  {}\n", self.foreign_keys));
+        if let Some(schema) = &self.schema {
+            let detail = match schema.status {
+                "ok" => format!("matches its {} applied migration(s)", schema.migrations.len()),
+                "drift" => format!("{} difference(s) from its migrations", schema.differences.len()),
+                _ => schema.reason.clone().unwrap_or_default(),
+            };
+            out.push_str(&format!("schema        {} ({detail})\n", schema.status));
+        }
+        if let Some(database) = &self.database {
+            out.push_str(&format!("size          {} bytes\n", database.size_bytes));
+            if database.index_scans_counted {
+                let unused: Vec<&str> =
+                    database.indexes.iter().filter(|i| i.scans == Some(0)).map(|i| i.index.as_str()).collect();
+                out.push_str(&format!(
+                    "indexes       {} ({} never scanned since the statistics were reset)\n",
+                    database.indexes.len(),
+                    unused.len()
+                ));
+            }
+        }
         out.push_str("rows\n");
         for t in &self.tables {
             let rows = t.rows.map_or("?".to_owned(), |n| n.to_string());
@@ -130,6 +157,8 @@ pub async fn check(db: &Db) -> Report {
         foreign_keys: "not run",
         migrations: MigrationState::default(),
         tables: Vec::new(),
+        schema: None,
+        database: None,
         problems: Vec::new(),
         elapsed_ms: 0,
     };
@@ -159,6 +188,39 @@ pub async fn check(db: &Db) -> Report {
     report.ok = report.problems.is_empty();
     report.elapsed_ms = started.elapsed().as_millis();
     report
+}
+
+impl Report {
+    /// Adds the drift check: every difference is a problem (`check: "drift"`, naming its
+    /// table); a check that could not run is one too.
+    pub fn add_drift(&mut self, drift: anyhow::Result<Drift>) {
+        match drift {
+            Ok(drift) => {
+                for difference in &drift.differences {
+                    self.problems.push(Problem {
+                        check: "drift",
+                        table: Some(difference.table.clone()).filter(|t| !t.is_empty()),
+                        message: difference.to_string(),
+                    });
+                }
+                self.schema = Some(drift);
+            }
+            Err(e) => self.problems.push(Problem {
+                check: "drift",
+                table: None,
+                message: format!("the schema could not be compared with the migrations: {e:#}"),
+            }),
+        }
+        self.ok = self.problems.is_empty();
+    }
+
+    /// Adds the size and index figures (informative: a failure to read them is logged).
+    pub fn add_figures(&mut self, figures: anyhow::Result<Figures>) {
+        match figures {
+            Ok(figures) => self.database = Some(figures),
+            Err(e) => tracing::warn!(error = %format!("{e:#}"), "health: cannot read the database figures"),
+        }
+    }
 }
 
 async fn run_checks(conn: &mut Conn<'_>, report: &mut Report) {

@@ -8,6 +8,10 @@
 //! * [`dump`]: `export` / `import`, a portable, versioned JSON Lines dump that moves data
 //!   between SQLite and PostgreSQL.
 //! * [`backup`]: a consistent online copy of a SQLite database (`VACUUM INTO`).
+//! * [`drift`]: the live schema compared with what its migrations define (`health`,
+//!   `migrate --status`, the server at start and after each maintenance run).
+//! * [`maintain`]: planner statistics (`maintain`, and on a schedule in the server), the
+//!   database's size and index usage.
 //!
 //! None of them applies migrations, except `import`, which migrates the (empty) target
 //! after the export has passed every check.
@@ -15,9 +19,11 @@
 pub mod backup;
 mod codec;
 mod conn;
+pub mod drift;
 pub mod dump;
 pub mod guard;
 pub mod health;
+pub mod maintain;
 pub mod wipe;
 
 use std::path::PathBuf;
@@ -70,6 +76,14 @@ pub enum OpsCommand {
         /// The new file.
         file: PathBuf,
     },
+    /// Refresh the planner statistics now: SQLite `PRAGMA optimize`, PostgreSQL `ANALYZE` of
+    /// the model's tables. Also `analyze`.
+    #[command(alias = "analyze")]
+    Maintain {
+        /// Print one JSON document instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Runs a maintenance command; the error, if any, is printed by `main` (non-zero exit).
@@ -110,7 +124,9 @@ pub async fn run(command: OpsCommand, config: &Config) -> anyhow::Result<()> {
         OpsCommand::Health { json } => {
             guard::existing_sqlite("health", url)?;
             let db = connect(config)?;
-            let report = health::check(&db).await;
+            let mut report = health::check(&db).await;
+            report.add_drift(drift::check(url).await);
+            report.add_figures(maintain::figures(&db, true).await);
             db.close();
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
@@ -153,6 +169,29 @@ pub async fn run(command: OpsCommand, config: &Config) -> anyhow::Result<()> {
                 dir.display(),
                 verified.manifest.source_backend
             );
+        }
+        OpsCommand::Maintain { json } => {
+            guard::existing_sqlite("maintain", url)?;
+            let db = connect(config)?;
+            let outcome = maintain::run(&db, maintain::Trigger::OnDemand).await;
+            db.close();
+            let outcome = outcome?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&outcome)?);
+            } else if outcome.status == "done" {
+                println!(
+                    "maintain: {} in {} ms; {}",
+                    outcome.statement.as_deref().unwrap_or_default(),
+                    outcome.elapsed_ms,
+                    match (outcome.backend, outcome.tables.is_empty()) {
+                        (Backend::Sqlite, true) => "no table needed new statistics".to_owned(),
+                        (Backend::Sqlite, false) => format!("new statistics for {}", outcome.tables.join(", ")),
+                        (Backend::Postgres, _) => format!("analyzed {}", outcome.tables.join(", ")),
+                    }
+                );
+            } else {
+                println!("maintain: skipped: {}", outcome.reason.as_deref().unwrap_or_default());
+            }
         }
         OpsCommand::Backup { file } => {
             if url.backend() == Backend::Postgres {

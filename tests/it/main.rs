@@ -10,6 +10,7 @@ mod data_model;
 mod design_docs;
 mod graph;
 mod hardening;
+mod maintenance;
 mod mutations;
 mod ops;
 mod reads;

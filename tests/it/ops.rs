@@ -18,7 +18,7 @@ use crate::support::db::{require_postgres, TestDb};
 use crate::support::fixtures::{self, ident, quote, Fixtures};
 
 /// A valid encryption key, so production runs reach the command's own refusal.
-const KEY: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+pub(crate) const KEY: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
 
 fn iofold(url: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_iofold-graph"));
@@ -30,7 +30,7 @@ fn iofold(url: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
 }
 
 /// Runs the binary on a blocking thread.
-async fn cmd(url: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
+pub(crate) async fn cmd(url: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
     let url = url.to_owned();
     let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
     let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
@@ -43,17 +43,17 @@ async fn cmd(url: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
     .unwrap()
 }
 
-fn out(output: &Output) -> String {
+pub(crate) fn out(output: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
 }
 
 #[track_caller]
-fn succeeded(output: &Output) {
+pub(crate) fn succeeded(output: &Output) {
     assert!(output.status.success(), "expected success:\n{}", out(output));
 }
 
 #[track_caller]
-fn failed_with(output: &Output, needles: &[&str]) {
+pub(crate) fn failed_with(output: &Output, needles: &[&str]) {
     assert!(!output.status.success(), "expected a failure:\n{}", out(output));
     let text = out(output);
     for needle in needles {
@@ -378,7 +378,7 @@ async fn export_and_import_move_every_row_between_backends() {
     assert_eq!(manifest["format"], "iofold-graph-export");
     assert_eq!(manifest["format_version"], 1);
     assert_eq!(manifest["source_backend"], "sqlite");
-    assert_eq!(manifest["migrations"], serde_json::json!(["20261121000001"]));
+    assert_eq!(manifest["migrations"], serde_json::json!(["20261121000001", "20261206000001"]));
     let tables = manifest["tables"].as_array().unwrap();
     assert_eq!(tables.len(), catalog::tables().count());
     for (entry, (name, n)) in tables.iter().zip(counts(&source.db).await) {
