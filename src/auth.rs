@@ -108,7 +108,10 @@ pub async fn check_credential(
         api_tokens::table
             .left_join(workspace_members::table.on(workspace_members::user_id.eq(api_tokens::user_id)))
             .filter(api_tokens::token_hash.eq(&hash))
-            .select((api_token::Row::as_select(), (workspace_members::workspace_id, workspace_members::role).nullable()))
+            .select((
+                api_token::Row::as_select(),
+                (workspace_members::workspace_id, workspace_members::role).nullable(),
+            ))
             .order(workspace_members::workspace_id)
             .load(conn)
             .await?
@@ -117,7 +120,8 @@ pub async fn check_credential(
     let invalid = || AppError::Unauthenticated("invalid, expired or revoked token".into());
     let mut rows = rows.into_iter();
     let (token, first) = rows.next().ok_or_else(invalid)?;
-    let memberships: Vec<(String, WorkspaceMemberRole)> = first.into_iter().chain(rows.filter_map(|(_, m)| m)).collect();
+    let memberships: Vec<(String, WorkspaceMemberRole)> =
+        first.into_iter().chain(rows.filter_map(|(_, m)| m)).collect();
     if token.revoked_at.is_some() || token.expires_at.is_some_and(|at| at <= now) {
         return Err(invalid());
     }

@@ -1256,7 +1256,7 @@ pub mod guard {
             if let Some(slot) = ctx.data_opt::<Arc<OperationSlot>>() {
                 slot.executed.store(true, Ordering::Relaxed);
             }
-            next.run(ctx, operation_name).await
+            crate::graphql::subscriptions::execute_with_fresh_loaders(ctx, operation_name, next).await
         }
 
         async fn parse_query(

@@ -231,16 +231,88 @@ impl Stats {
 /// span of the request that uses the connection, so slow-statement lines carry the request
 /// id: on PostgreSQL the statement runs in the request's task; SQLite's run on a blocking
 /// thread, so its recorder is given the span of the task that checks the connection out.
+/// Inside [`counting_rows`], a slow statement's line waits for the number of rows the
+/// statement returned, and is written with it.
 struct Recorder {
     stats: Arc<Stats>,
     started: Option<std::time::Instant>,
     span: Option<tracing::Span>,
+    /// SQLite's: the row report of the task that checked the connection out.
+    report: Option<RowReport>,
 }
 
 impl Recorder {
     fn new(stats: Arc<Stats>, span: Option<tracing::Span>) -> Self {
-        Recorder { stats, started: None, span }
+        Recorder { stats, started: None, span, report: None }
     }
+
+    /// A recorder for a connection checked out now, by the current task.
+    fn checked_out(stats: Arc<Stats>) -> Self {
+        let report = ROW_REPORT.try_with(Clone::clone).ok();
+        Recorder { stats, started: None, span: Some(tracing::Span::current()), report }
+    }
+}
+
+/// A slow statement whose line waits for its row count.
+struct SlowStatement {
+    duration_ms: f64,
+    failed: bool,
+    statement: String,
+    span: tracing::Span,
+}
+
+impl SlowStatement {
+    /// Writes the line (with the rows, when known).
+    fn log(self, rows: Option<usize>) {
+        let Self { duration_ms, failed, statement, span } = self;
+        match rows {
+            Some(rows) => tracing::warn!(
+                target: "iofold_graph::slow_statement",
+                parent: &span,
+                duration_ms,
+                failed,
+                rows,
+                statement = %statement,
+                "slow statement"
+            ),
+            None => tracing::warn!(
+                target: "iofold_graph::slow_statement",
+                parent: &span,
+                duration_ms,
+                failed,
+                statement = %statement,
+                "slow statement"
+            ),
+        }
+    }
+}
+
+/// The slow statements of a [`counting_rows`] scope.
+#[derive(Clone, Default)]
+struct RowReport(Arc<std::sync::Mutex<Vec<SlowStatement>>>);
+
+tokio::task_local! {
+    static ROW_REPORT: RowReport;
+}
+
+/// Runs `load` (statements that return rows, on connections it checks out itself) and
+/// writes the slow-statement lines of its statements when it ends, with the rows `rows`
+/// counts in its result (none when it failed). Statements run elsewhere are logged as they
+/// finish, without a row count.
+pub async fn counting_rows<T, E>(
+    load: impl std::future::Future<Output = Result<T, E>>,
+    rows: impl FnOnce(&T) -> usize,
+) -> Result<T, E> {
+    let report = RowReport::default();
+    let result = ROW_REPORT.scope(report.clone(), load).await;
+    let slow = std::mem::take(&mut *report.0.lock().unwrap_or_else(|e| e.into_inner()));
+    if !slow.is_empty() {
+        let count = result.as_ref().ok().map(rows);
+        for statement in slow {
+            statement.log(count);
+        }
+    }
+    result
 }
 
 impl Instrumentation for Recorder {
@@ -264,15 +336,19 @@ impl Instrumentation for Recorder {
                 let elapsed = started.elapsed();
                 if elapsed >= self.stats.slow_threshold() {
                     self.stats.slow_statements.fetch_add(1, Ordering::Relaxed);
-                    let span = self.span.clone().unwrap_or_else(tracing::Span::current);
-                    tracing::warn!(
-                        target: "iofold_graph::slow_statement",
-                        parent: &span,
-                        duration_ms = elapsed.as_secs_f64() * 1000.0,
-                        failed = error.is_some(),
-                        statement = %statement_shape(&query.to_string()),
-                        "slow statement"
-                    );
+                    let slow = SlowStatement {
+                        duration_ms: elapsed.as_secs_f64() * 1000.0,
+                        failed: error.is_some(),
+                        statement: statement_shape(&query.to_string()),
+                        span: self.span.clone().unwrap_or_else(tracing::Span::current),
+                    };
+                    // PostgreSQL's statements run in the task (its report is at hand);
+                    // SQLite's recorder took the report of the task that checked it out.
+                    let report = self.report.clone().or_else(|| ROW_REPORT.try_with(Clone::clone).ok());
+                    match report {
+                        Some(report) => report.0.lock().unwrap_or_else(|e| e.into_inner()).push(slow),
+                        None => slow.log(None),
+                    }
                 }
             }
             _ => {}
@@ -515,10 +591,11 @@ impl Db {
                     })
                 });
                 let manager = AsyncDieselConnectionManager::<SqliteConn>::new_with_config(path, config);
-                // At every checkout, the recorder takes the span of the task checking out.
+                // At every checkout, the recorder takes the span (and the row report) of the
+                // task checking out.
                 let in_span = |stats: Arc<Stats>| {
                     dp::Hook::sync_fn(move |conn: &mut SqliteConn, _| {
-                        conn.set_instrumentation(Recorder::new(stats.clone(), Some(tracing::Span::current())));
+                        conn.set_instrumentation(Recorder::checked_out(stats.clone()));
                         Ok(())
                     })
                 };

@@ -273,16 +273,19 @@ pub async fn load(db: &Db, mut select: Select) -> AppResult<Vec<Record>> {
     if matches!(select.projection, Projection::Rows) {
         select.projection = Projection::Columns(Columns::all(table));
     }
-    let rows: Vec<Decoded> = match &db.pool {
-        Pool::Postgres(pool) => {
-            let mut conn = pool.get().await?;
-            select.prepare::<Pg>().load(&mut *conn).await?
-        }
-        Pool::Sqlite(pool) => {
-            let mut conn = pool.get().await?;
-            select.prepare::<Sqlite>().load(&mut *conn).await?
-        }
+    let load = async {
+        Ok::<Vec<Decoded>, AppError>(match &db.pool {
+            Pool::Postgres(pool) => {
+                let mut conn = pool.get().await?;
+                select.prepare::<Pg>().load(&mut *conn).await?
+            }
+            Pool::Sqlite(pool) => {
+                let mut conn = pool.get().await?;
+                select.prepare::<Sqlite>().load(&mut *conn).await?
+            }
+        })
     };
+    let rows = crate::db::counting_rows(load, Vec::len).await?;
     let width = table.columns.len();
     let rows = rows
         .into_iter()

@@ -9,7 +9,7 @@
 //! exists for them: another workspace's is `NOT_FOUND`, exactly like a missing one, and
 //! never yields an event. Each event ([`crate::events`]) carries ids only: the row is read
 //! again with the subscriber's access, so the payload and its relations (`steps`, `workflow`,
-//! …) resolve as in a query, with a fresh loader per event ([`FreshLoaders`]). A watched job
+//! …) resolve as in a query, with a fresh loader per event ([`execute_with_fresh_loaders`]). A watched job
 //! or execution that is deleted ends its subscription; a subscriber that falls behind the
 //! bus is dropped with `SUBSCRIPTION_LAGGED`.
 //!
@@ -26,7 +26,7 @@ use async_graphql::dynamic::{
     FieldValue, InputValue, ResolverContext, SchemaBuilder, Subscription, SubscriptionField, SubscriptionFieldFuture,
     TypeRef,
 };
-use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextExecute};
+use async_graphql::extensions::{ExtensionContext, NextExecute};
 use async_graphql::{Data, ErrorExtensions};
 use futures_util::stream::{self, BoxStream, StreamExt};
 use tokio::sync::broadcast::error::RecvError;
@@ -321,48 +321,37 @@ async fn access_changed(access: &mut Option<LiveAccess>) -> bool {
     }
 }
 
-/// Marks a request whose every execution gets a fresh loader ([`FreshLoaders`]): the
+/// Marks a request whose every execution gets a fresh loader ([`execute_with_fresh_loaders`]): the
 /// operations over WebSocket ([`crate::graphql::with_subscription_data`]).
 pub struct LoaderPerExecution;
 
 /// Gives every execution of a request marked [`LoaderPerExecution`] a fresh loader bound to
 /// the caller's current access ([`LiveAccess`] when the connection keeps one), in place of
 /// the request's: each event of a subscription resolves with its own loader and access (and
-/// so sees the rows as they are now), like a request of its own.
-/// (async-graphql runs a query or mutation sent over WebSocket without this hook: it uses
-/// the request's loader, once.)
-pub struct FreshLoaders;
-
-impl ExtensionFactory for FreshLoaders {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(FreshLoaders)
+/// so sees the rows as they are now), like a request of its own. Called by the schema's one
+/// extension (`server::guard`) around every execution: a second extension would wrap every
+/// field's resolver once more. (async-graphql runs a query or mutation sent over WebSocket
+/// without this hook: it uses the request's loader, once.)
+pub async fn execute_with_fresh_loaders(
+    ctx: &ExtensionContext<'_>,
+    operation_name: Option<&str>,
+    next: NextExecute<'_>,
+) -> async_graphql::Response {
+    let (Some(_), Some(db), Some(RequestAccess(Some(access)))) =
+        (ctx.data_opt::<LoaderPerExecution>(), ctx.data_opt::<Db>(), ctx.data_opt::<RequestAccess>())
+    else {
+        return next.run(ctx, operation_name).await;
+    };
+    // The connection's access as last re-checked, when it has one (`None`: the
+    // credential is gone, and the fields answer `UNAUTHENTICATED`).
+    let access = match ctx.data_opt::<LiveAccess>() {
+        Some(LiveAccess(current)) => current.borrow().clone(),
+        None => Some(access.clone()),
+    };
+    let mut data = Data::default();
+    if let Some(access) = &access {
+        data.insert(crate::graphql::loader_for(db, access.clone()));
     }
-}
-
-#[async_graphql::async_trait::async_trait]
-impl Extension for FreshLoaders {
-    async fn execute(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        operation_name: Option<&str>,
-        next: NextExecute<'_>,
-    ) -> async_graphql::Response {
-        let (Some(_), Some(db), Some(RequestAccess(Some(access)))) =
-            (ctx.data_opt::<LoaderPerExecution>(), ctx.data_opt::<Db>(), ctx.data_opt::<RequestAccess>())
-        else {
-            return next.run(ctx, operation_name).await;
-        };
-        // The connection's access as last re-checked, when it has one (`None`: the
-        // credential is gone, and the fields answer `UNAUTHENTICATED`).
-        let access = match ctx.data_opt::<LiveAccess>() {
-            Some(LiveAccess(current)) => current.borrow().clone(),
-            None => Some(access.clone()),
-        };
-        let mut data = Data::default();
-        if let Some(access) = &access {
-            data.insert(crate::graphql::loader_for(db, access.clone()));
-        }
-        data.insert(RequestAccess(access));
-        next.run_with_data(ctx, operation_name, data).await
-    }
+    data.insert(RequestAccess(access));
+    next.run_with_data(ctx, operation_name, data).await
 }

@@ -126,8 +126,7 @@ impl GraphLoader {
                     return Ok(HashMap::new());
                 }
                 let order = query.sql_order();
-                let filter =
-                    Cond::all(vec![query.filter.clone(), self.access.scope(through.to), query.cursor.clone()]);
+                let filter = Cond::all(vec![query.filter.clone(), self.access.scope(through.to), query.cursor.clone()]);
                 let select = Select {
                     order: order.clone(),
                     limit: Some(query.fetch()),

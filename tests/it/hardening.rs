@@ -528,6 +528,7 @@ both_backends! {
             let statement = line["fields"]["statement"].as_str().unwrap();
             assert!(statement.contains("SELECT") && statement.contains("workspaces"), "{statement}");
             assert!(line["fields"]["duration_ms"].is_number());
+            assert_eq!(line["fields"]["rows"], 0, "the row count (no such workspace): {line}");
             assert_eq!(line["span"]["id"], request_id.as_str());
         }
         let all = lines.iter().map(Value::to_string).collect::<String>();

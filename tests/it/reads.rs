@@ -2,7 +2,6 @@
 //! tenancy need), no rows for a connection asked only for its count, and a JSON column
 //! passed to the client as stored. Seen through the statements the server runs.
 
-use iofold_graph::db::Backend;
 use serde_json::{json, Value as Json};
 
 use crate::both_backends;

@@ -225,16 +225,19 @@ impl Tx<'_> {
     /// Runs a select of rows and returns them as records (loaded together, one group).
     pub async fn load(&mut self, select: Select) -> AppResult<Vec<Record>> {
         let table = select.table;
-        let maps = match self {
-            Tx::Pg(conn) => {
-                let query = select.prepare::<Pg>();
-                load_rows!(&mut **conn, query, table)
-            }
-            Tx::Sqlite(conn) => {
-                let query = select.prepare::<Sqlite>();
-                load_rows!(&mut **conn, query, table)
-            }
+        let load = async {
+            Ok::<_, AppError>(match self {
+                Tx::Pg(conn) => {
+                    let query = select.prepare::<Pg>();
+                    load_rows!(&mut **conn, query, table)
+                }
+                Tx::Sqlite(conn) => {
+                    let query = select.prepare::<Sqlite>();
+                    load_rows!(&mut **conn, query, table)
+                }
+            })
         };
+        let maps = crate::db::counting_rows(load, Vec::len).await?;
         Ok(records::grouped(table, maps))
     }
 
