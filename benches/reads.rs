@@ -46,7 +46,7 @@ use diesel_async::SimpleAsyncConnection;
 use iofold_graph::db::{Backend, Db, DbError, PoolOptions};
 use serde_json::{json, Value};
 
-use common::{env_or, ms, percentile};
+use common::{env_or, ms, Cell, Outcome};
 use http::{Client, Server};
 
 const SECRET: &str = "bench-admin-secret-0123456789";
@@ -118,42 +118,6 @@ impl Targets {
             _ => json!({"ws": self.argument(read, n)}),
         };
         json!({"query": read.document(), "variables": variables})
-    }
-}
-
-/// A cell's result: requests per second, p50, p99, errors.
-struct Cell {
-    rps: f64,
-    p50: Duration,
-    p99: Duration,
-    errors: usize,
-    first_error: Option<String>,
-}
-
-/// What a client task of a cell returns: its latencies (measured window only) and its errors.
-type Outcome = tokio::task::JoinHandle<(Vec<Duration>, Vec<String>)>;
-
-impl Cell {
-    /// Lets the clients run for `warmup` and then `seconds`, stops them and gathers what they
-    /// measured after `measured_from`.
-    async fn after(tasks: Vec<Outcome>, stop: &AtomicBool, measured_from: Instant, seconds: u64) -> Cell {
-        tokio::time::sleep_until((measured_from + Duration::from_secs(seconds)).into()).await;
-        stop.store(true, Ordering::Relaxed);
-        let elapsed = measured_from.elapsed();
-        let (mut latencies, mut errors) = (Vec::new(), Vec::new());
-        for task in tasks {
-            let (l, e) = task.await.unwrap();
-            latencies.extend(l);
-            errors.extend(e);
-        }
-        latencies.sort();
-        Cell {
-            rps: latencies.len() as f64 / elapsed.as_secs_f64(),
-            p50: percentile(&latencies, 0.5),
-            p99: percentile(&latencies, 0.99),
-            errors: errors.len(),
-            first_error: errors.into_iter().next(),
-        }
     }
 }
 

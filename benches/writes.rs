@@ -27,14 +27,14 @@ mod http;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use diesel::sql_types::Text;
 use iofold_graph::db::sql_types::Timestamp;
 use iofold_graph::db::{Backend, Db, PoolOptions};
 use serde_json::{json, Value};
 
-use common::{env_or, ms, percentile};
+use common::{env_or, ms, percentile, Cell, Outcome};
 use http::{Client, Server};
 
 const SECRET: &str = "bench-admin-secret-0123456789";
@@ -49,44 +49,6 @@ const IMPORT: &str = "mutation($ws: ID!, $t: [TraceImportInput!]!) { importTrace
 const PAGE: &str = "query($ws: ID!) { traces(workspaceId: $ws, first: 50) { nodes { id timestamp inputPreview \
     feedback { rating } evalExecutions(first: 10) { nodes { predictedResult score eval { name } } } } } }";
 const RATINGS: [&str; 3] = ["POSITIVE", "NEGATIVE", "NEUTRAL"];
-
-/// A cell's result: requests per second, p50, p99, errors.
-struct Cell {
-    rps: f64,
-    p50: Duration,
-    p99: Duration,
-    errors: usize,
-    first_error: Option<String>,
-}
-
-/// What a client task of a cell returns: its latencies and its errors.
-type Outcome = tokio::task::JoinHandle<(Vec<Duration>, Vec<String>)>;
-
-impl Cell {
-    /// Lets the clients run for `seconds`, stops them and gathers what they measured.
-    async fn after(tasks: Vec<Outcome>, stop: &AtomicBool, started: Instant, seconds: u64) -> Cell {
-        tokio::time::sleep(Duration::from_secs(seconds)).await;
-        stop.store(true, Ordering::Relaxed);
-        let (mut latencies, mut errors) = (Vec::new(), Vec::new());
-        for task in tasks {
-            let (l, e) = task.await.unwrap();
-            latencies.extend(l);
-            errors.extend(e);
-        }
-        Cell::of(latencies, started.elapsed(), errors)
-    }
-
-    fn of(mut latencies: Vec<Duration>, elapsed: Duration, errors: Vec<String>) -> Cell {
-        latencies.sort();
-        Cell {
-            rps: latencies.len() as f64 / elapsed.as_secs_f64(),
-            p50: percentile(&latencies, 0.5),
-            p99: percentile(&latencies, 0.99),
-            errors: errors.len(),
-            first_error: errors.into_iter().next(),
-        }
-    }
-}
 
 async fn post(http: &mut Client, body: &Value) -> Result<Value, String> {
     let reply = http

@@ -918,3 +918,19 @@ where
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_table_fits_a_column_set() {
+        for table in crate::catalog::TABLES.iter() {
+            assert!(table.columns.len() <= Columns::MAX, "{} has more columns than a `Columns` holds", table.name);
+            let all = Columns::all(table);
+            assert_eq!(all.indexes().count(), table.columns.len(), "{}", table.name);
+            let last = table.columns.len() - 1;
+            assert!(all.contains(last) && !all.contains(last + 1), "{}", table.name);
+        }
+    }
+}

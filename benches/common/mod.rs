@@ -104,3 +104,52 @@ pub fn statements_total(metrics: &str) -> u64 {
         .and_then(|v| v.parse::<f64>().ok())
         .unwrap_or(0.0) as u64
 }
+
+/// A measured cell of a closed-loop benchmark: requests per second, p50, p99, errors.
+#[allow(dead_code)] // not every benchmark runs closed-loop cells
+pub struct Cell {
+    /// Requests answered per second of the measured window.
+    pub rps: f64,
+    /// The median latency.
+    pub p50: std::time::Duration,
+    /// The 99th percentile.
+    pub p99: std::time::Duration,
+    /// Requests that failed.
+    pub errors: usize,
+    /// The first failure, to show.
+    pub first_error: Option<String>,
+}
+
+/// What a client task of a cell returns: its latencies (measured window only) and its errors.
+#[allow(dead_code)]
+pub type Outcome = tokio::task::JoinHandle<(Vec<std::time::Duration>, Vec<String>)>;
+
+#[allow(dead_code)]
+impl Cell {
+    /// Lets the clients run until `seconds` after `measured_from`, stops them and gathers
+    /// what they measured (each client counts only what it sent after `measured_from`).
+    pub async fn after(
+        tasks: Vec<Outcome>,
+        stop: &std::sync::atomic::AtomicBool,
+        measured_from: std::time::Instant,
+        seconds: u64,
+    ) -> Cell {
+        tokio::time::sleep_until((measured_from + std::time::Duration::from_secs(seconds)).into()).await;
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let elapsed = measured_from.elapsed();
+        let (mut latencies, mut errors) = (Vec::new(), Vec::new());
+        for task in tasks {
+            let (l, e) = task.await.unwrap();
+            latencies.extend(l);
+            errors.extend(e);
+        }
+        latencies.sort();
+        Cell {
+            rps: latencies.len() as f64 / elapsed.as_secs_f64(),
+            p50: percentile(&latencies, 0.5),
+            p99: percentile(&latencies, 0.99),
+            errors: errors.len(),
+            first_error: errors.into_iter().next(),
+        }
+    }
+}

@@ -34,7 +34,7 @@ impl Access {
         let Access::Member { workspaces, .. } = self else {
             return Cond::True;
         };
-        self.scope_by(table, &|column| Cond::In(column, workspaces.iter().cloned().map(Bind::Text).collect()))
+        self.scope_by(table, &|column| Cond::InText(column, workspaces.clone()))
     }
 
     /// [`Access::scope`], with the user's workspaces read by the statement itself

@@ -276,7 +276,8 @@ async fn through<'a>(
 ) -> async_graphql::Result<Option<FieldValue<'a>>> {
     let parent = record(&ctx)?.clone();
     let query: Arc<ListQuery> = Arc::new(list_args(&ctx).parse(through.to)?);
-    let rows = reader(&ctx)?.through(&parent, through, &query).await?;
+    let (columns, wanted) = projection::of_connection(through.to, ctx.field(), &query.order);
+    let rows = if wanted { reader(&ctx)?.through(&parent, through, &query, columns).await? } else { Vec::new() };
     let page = query.page(rows, Total::Through(parent, through, query.clone()));
     Ok(Some(FieldValue::owned_any(page)))
 }

@@ -30,7 +30,7 @@ use crate::graphql::lists::ListQuery;
 use crate::graphql::loader::GraphLoader;
 use crate::graphql::names::Through;
 use crate::graphql::records::{self, Aggregate, Record};
-use crate::sql::{Cond, OrderKey, Per, Projection, Select};
+use crate::sql::{Columns, Cond, OrderKey, Per, Projection, Select};
 
 /// Parent id → the ids of its intermediate rows.
 type ViaIds = HashMap<String, Vec<String>>;
@@ -92,8 +92,9 @@ impl GraphLoader {
                     return Ok(ViaIds::new());
                 }
                 let filter = Cond::all(vec![Cond::InText(through.via_column, ids), self.via_scope(through)]);
+                let columns = Columns::none().with(through.via, "id").with(through.via, through.via_column);
                 let mut out = ViaIds::new();
-                for row in records::load(&self.db, Select::rows(through.via, filter)).await? {
+                for row in records::load(&self.db, Select::rows(through.via, filter).columns(columns)).await? {
                     if let Some(parent) = row.text(through.via_column) {
                         out.entry(parent.to_owned()).or_default().push(row.id().to_owned());
                     }
@@ -116,9 +117,11 @@ impl GraphLoader {
         record: &Record,
         through: &'static Through,
         query: &ListQuery,
+        columns: Columns,
     ) -> AppResult<Vec<Record>> {
         let via = self.via_ids(record, through).await?;
-        let key = format!("through|page|{}|{}", through.to_column, query.fingerprint());
+        let columns = columns.with(through.to, through.to_column);
+        let key = format!("through|page|{}|{}|{columns:?}", through.to_column, query.fingerprint());
         let pages = record
             .group
             .memo(key, || async {
@@ -131,7 +134,7 @@ impl GraphLoader {
                     order: order.clone(),
                     limit: Some(query.fetch()),
                     per: Some(Per { column: through.to_column, keys: all_via(&via) }),
-                    ..Select::rows(query.table, filter)
+                    ..Select::rows(query.table, filter).columns(columns)
                 };
                 let rows = records::load(&self.db, select).await?;
                 let mut by_via: HashMap<&str, Vec<&Record>> = HashMap::new();

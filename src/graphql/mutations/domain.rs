@@ -1286,10 +1286,7 @@ async fn control_in(tx: &mut Tx<'_>, access: &Access, id: &str, control: Control
                     steps,
                     Cond::all(vec![
                         eq("execution_id", id),
-                        Cond::In(
-                            "status",
-                            vec![crate::sql::Bind::Text("pending".into()), crate::sql::Bind::Text("running".into())],
-                        ),
+                        one_of("status", ["pending".to_owned(), "running".to_owned()]),
                     ]),
                 )
             })

@@ -13,14 +13,14 @@
 use serde_json::{Map, Value};
 
 use super::input::check_graph;
-use super::store::{eq, stamp, Lock, Stmt, Tx};
+use super::store::{eq, one_of, stamp, Lock, Stmt, Tx};
 use crate::catalog::{self, Kind, Table};
 use crate::db::sql_types::Timestamp;
 use crate::domain::{summarize_steps, task_content_hash};
 use crate::error::{AppError, AppResult};
 use crate::graphql::access::Access;
 use crate::graphql::records::Record;
-use crate::sql::{Bind, Cond};
+use crate::sql::Cond;
 
 fn table(name: &str) -> AppResult<&'static Table> {
     catalog::table(name).ok_or_else(|| AppError::internal(format!("no table `{name}`")))
@@ -333,10 +333,7 @@ async fn follow_steps(tx: &mut Tx<'_>, step: &Record, changes: &Map<String, Valu
                     steps,
                     Cond::all(vec![
                         eq("execution_id", execution_id),
-                        Cond::Not(Box::new(Cond::In(
-                            "status",
-                            vec![Bind::Text("completed".into()), Bind::Text("skipped".into())],
-                        ))),
+                        Cond::Not(Box::new(one_of("status", ["completed".to_owned(), "skipped".to_owned()]))),
                     ]),
                 )
                 .await?;

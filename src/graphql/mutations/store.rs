@@ -552,5 +552,5 @@ pub fn eq(column: &'static str, text: &str) -> Cond {
 
 /// `col IN (texts)`.
 pub fn one_of(column: &'static str, texts: impl IntoIterator<Item = String>) -> Cond {
-    Cond::In(column, texts.into_iter().map(Bind::Text).collect())
+    Cond::InText(column, texts.into_iter().collect())
 }
