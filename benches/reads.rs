@@ -725,10 +725,10 @@ fn load_statements(backend: Backend, total: usize, token_hash: &str) -> Vec<Stri
             series = gen.series(count),
         ));
         sql.push(format!(
-            "INSERT INTO feedback (id, trace_id, agent_id, rating, rating_detail, created_at, updated_at) \
+            "INSERT INTO feedback (id, trace_id, agent_id, rating, rating_detail, created_at, updated_at, workspace_id) \
              SELECT 'feedback_{w}_' || {id}, 'trace_{w}_' || {id}, 'agent_{w}_' || (g % {AGENTS}), \
              CASE (g / 10) % 3 WHEN 0 THEN 'positive' WHEN 1 THEN 'negative' ELSE 'neutral' END, \
-             'Reviewed answer ' || g, ts, ts \
+             'Reviewed answer ' || g, ts, ts, 'workspace_{w}' \
              FROM (SELECT g, {ts} AS ts FROM {series}) AS t WHERE g % 10 IN (0, 3, 7)",
             id = gen.pad("g", 7),
             series = gen.series(count),

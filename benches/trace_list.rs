@@ -81,12 +81,15 @@ async fn load(db: &Db, backend: Backend, traces: usize) -> Result<(), DbError> {
             .iter()
             .map(|i| {
                 format!(
-                    "('feedback_bench_{i:08}', 'trace_bench_{i:08}', 'agent_bench', '{}')",
+                    "('feedback_bench_{i:08}', 'trace_bench_{i:08}', 'agent_bench', '{}', 'workspace_bench')",
                     if i % 3 == 0 { "negative" } else { "positive" }
                 )
             })
             .collect();
-        sql += &format!("INSERT INTO feedback (id, trace_id, agent_id, rating) VALUES {};", ratings.join(", "));
+        sql += &format!(
+            "INSERT INTO feedback (id, trace_id, agent_id, rating, workspace_id) VALUES {};",
+            ratings.join(", ")
+        );
         let executions: Vec<String> = chunk
             .iter()
             .flat_map(|i| {

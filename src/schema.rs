@@ -162,7 +162,7 @@ tables! {
         created_at -> UtcTimestamp,
         updated_at -> UtcTimestamp,
     }
-    /// The human rating of a trace, one per trace. Scope: its trace.
+    /// The human rating of a trace, one per trace. Scope: its trace's workspace, which the row carries.
     feedback (id) {
         id -> Text,
         trace_id -> Text,
@@ -171,6 +171,7 @@ tables! {
         rating_detail -> Nullable<Text>,
         created_at -> UtcTimestamp,
         updated_at -> UtcTimestamp,
+        workspace_id -> Text,
     }
     /// The task a trace performed, extracted for evaluation, one per trace. Scope: its trace.
     task_metadata (id) {

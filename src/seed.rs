@@ -262,6 +262,7 @@ pub async fn run(db: &Db, config: &Config) -> anyhow::Result<SeedOutcome> {
             }),
             created_at: at(70 + i as i64),
             updated_at: at(70 + i as i64),
+            workspace_id: workspace_id.clone(),
         });
         let pass = *rating == FeedbackRating::Positive;
         executions.push(eval_execution::NewRow {

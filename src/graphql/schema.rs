@@ -332,7 +332,8 @@ fn register_table(mut builder: SchemaBuilder, table: &'static Table) -> SchemaBu
     for relation in names::relations().iter().filter(|r| r.child.name == table.name) {
         let parent_type = relation.parent.type_name;
         let guaranteed = !relation.column.nullable
-            && matches!(table.scope, catalog::Scope::Parent { column, .. } | catalog::Scope::Workspace(column) if column == relation.column.name);
+            && (relation.column.parent_in_workspace
+                || matches!(table.scope, catalog::Scope::Parent { column, .. } | catalog::Scope::Workspace(column) if column == relation.column.name));
         object = object.field(
             Field::new(relation.parent_field.clone(), nn_if(parent_type.into(), guaranteed), move |ctx| {
                 FieldFuture::new(async move {

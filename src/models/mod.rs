@@ -99,6 +99,7 @@ macro_rules! rows {
         $module:ident => $table:ident {
             scope { $( $(#[$smeta:meta])* $scope:ident : $sty:ty, )* }
             $( $(#[$fmeta:meta])* $field:ident : $fty:ty, )*
+            $( @after { $( $(#[$ameta:meta])* $after:ident : $aty:ty, )* } )?
         }
     ) => {
         $(#[$meta])*
@@ -128,6 +129,7 @@ macro_rules! rows {
                 pub created_at: Timestamp,
                 /// When the row last changed; stamped by the server on every update.
                 pub updated_at: Timestamp,
+                $($( $(#[$ameta])* pub $after: $aty, )*)?
             }
 
             /// A row to insert: every column, the id and timestamps chosen by the server.
@@ -142,6 +144,7 @@ macro_rules! rows {
                 pub created_at: Timestamp,
                 /// Equal to `created_at` on insert.
                 pub updated_at: Timestamp,
+                $($( $(#[$ameta])* pub $after: $aty, )*)?
             }
 
             /// A change to a row: `None` leaves a column as it is; on a nullable column

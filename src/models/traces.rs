@@ -172,7 +172,7 @@ rows! {
 }
 
 rows! {
-    /// The human rating of a trace, one per trace. Scope: its trace.
+    /// The human rating of a trace, one per trace. Scope: its trace's workspace, which the row carries.
     feedback => feedback {
         scope {
             /// References `traces` (deleted with it). Unique.
@@ -184,6 +184,10 @@ rows! {
         rating: FeedbackRating,
         /// The annotator's notes.
         rating_detail: Option<String>,
+        @after {
+            /// References `workspaces` (deleted with it): its trace's workspace, set by the server.
+            workspace_id: String,
+        }
     }
 }
 

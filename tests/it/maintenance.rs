@@ -21,6 +21,7 @@ use crate::support::ws::Live;
 
 const BASE: &str = "20261121000001";
 const INDEXES: &str = "20261206000001";
+const RATINGS: &str = "20261207000001";
 
 #[derive(QueryableByName)]
 struct Line {
@@ -69,6 +70,18 @@ async fn indexes(db: &Db, table: &str) -> Vec<String> {
     texts(db, &sql).await
 }
 
+/// The columns of a table.
+async fn columns(db: &Db, table: &str) -> Vec<String> {
+    let sql = match db.backend() {
+        Backend::Sqlite => format!("SELECT name AS v FROM pragma_table_info({})", quote(table)),
+        Backend::Postgres => format!(
+            "SELECT column_name::text AS v FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = {}",
+            quote(table)
+        ),
+    };
+    texts(db, &sql).await
+}
+
 /// The backup files `migrate` reported (`backup: FILE (…)`), removed when dropped.
 struct Backups(Vec<PathBuf>);
 
@@ -106,10 +119,10 @@ both_backends! {
 
         let clean = cmd(&url, &["health"], &[]).await;
         succeeded(&clean);
-        assert!(out(&clean).contains("schema        ok (matches its 2 applied migration(s))"), "{}", out(&clean));
+        assert!(out(&clean).contains("schema        ok (matches its 3 applied migration(s))"), "{}", out(&clean));
         let status = cmd(&url, &["migrate", "--status"], &[]).await;
         succeeded(&status);
-        assert!(out(&status).contains("schema   matches the 2 applied migration(s)"), "{}", out(&status));
+        assert!(out(&status).contains("schema   matches the 3 applied migration(s)"), "{}", out(&status));
 
         let drop_check = match backend {
             Backend::Postgres => "ALTER TABLE workspace_members DROP CONSTRAINT workspace_members_role_check;".to_owned(),
@@ -158,7 +171,7 @@ both_backends! {
         let report: Value = serde_json::from_slice(&json.stdout).expect("one JSON document");
         assert_eq!(report["ok"], false);
         assert_eq!(report["schema"]["status"], "drift");
-        assert_eq!(report["schema"]["migrations"], serde_json::json!([BASE, INDEXES]));
+        assert_eq!(report["schema"]["migrations"], serde_json::json!([BASE, INDEXES, RATINGS]));
         let differences = report["schema"]["differences"].as_array().unwrap();
         let has = |change: &str, kind: &str, table: &str, name: &str| {
             differences.iter().any(|d| d["change"] == change && d["kind"] == kind && d["table"] == table && d["name"] == name)
@@ -211,47 +224,55 @@ both_backends! {
         let url = test_db.url.as_str().to_owned();
         let up = cmd(&url, &["migrate"], &[]).await;
         succeeded(&up);
-        assert!(out(&up).contains(&format!("applied  {BASE}")) && out(&up).contains(&format!("applied  {INDEXES}")), "{}", out(&up));
+        assert!(out(&up).contains(&format!("applied  {BASE}")) && out(&up).contains(&format!("applied  {RATINGS}")), "{}", out(&up));
         assert!(!out(&up).contains("backup:") && !out(&up).contains("pg_dump"), "a new database needs no backup: {}", out(&up));
         let fx = Fixtures::new(&test_db.db);
         let workspace = fx.workspace().await;
         let traces = fx.insert_many("traces", &workspace, &vec![Vec::new(); 20]).await;
+        let ratings: Vec<Vec<(&str, Cell)>> = traces.iter().take(7).map(|t| vec![("trace_id", Cell::from(t))]).collect();
+        fx.insert_many("feedback", &workspace, &ratings).await;
         assert!(indexes(&test_db.db, "eval_executions").await.contains(&"idx_eval_executions_eval_summary".to_owned()));
 
         let production = [("APP_ENV", "production"), ("IOFOLD_ENCRYPTION_KEY", KEY)];
         failed_with(&cmd(&url, &["migrate", "--revert"], &production).await, &["refused in production", "--allow-production", "Nothing was touched"]);
-        failed_with(&cmd(&url, &["migrate", "--revert", "3"], &[]).await, &["only 2 migration(s) are applied", "Nothing was reverted"]);
+        failed_with(&cmd(&url, &["migrate", "--revert", "4"], &[]).await, &["only 3 migration(s) are applied", "Nothing was reverted"]);
         failed_with(&cmd(&url, &["migrate", "--revert", "0"], &[]).await, &["0"]);
         assert!(indexes(&test_db.db, "eval_executions").await.contains(&"idx_eval_executions_eval_summary".to_owned()), "the refusals touched nothing");
 
-        let down = cmd(&url, &["migrate", "--revert"], &[]).await;
+        let down = cmd(&url, &["migrate", "--revert", "2"], &[]).await;
         succeeded(&down);
         let _backups = Backups::from(&out(&down));
-        assert!(out(&down).contains(&format!("reverted {INDEXES}")), "{}", out(&down));
+        assert!(out(&down).contains(&format!("reverted {RATINGS}")) && out(&down).contains(&format!("reverted {INDEXES}")), "{}", out(&down));
         assert!(!out(&down).contains(&format!("reverted {BASE}")), "{}", out(&down));
         assert!(!indexes(&test_db.db, "eval_executions").await.contains(&"idx_eval_executions_eval_summary".to_owned()));
         assert!(indexes(&test_db.db, "traces").await.contains(&"idx_traces_list".to_owned()), "the old trace-list index is back");
         assert_eq!(fixtures::count(&test_db.db, "traces", None).await, traces.len() as i64, "the data stays");
+        assert_eq!(fixtures::count(&test_db.db, "feedback", None).await, 7, "the ratings stay");
+        assert!(!columns(&test_db.db, "feedback").await.contains(&"workspace_id".to_owned()));
         let status = cmd(&url, &["migrate", "--status"], &[]).await;
         succeeded(&status);
         assert!(out(&status).contains(&format!("applied  {BASE}")) && out(&status).contains(&format!("pending  {INDEXES}")), "{}", out(&status));
+        assert!(out(&status).contains(&format!("pending  {RATINGS}")), "{}", out(&status));
         assert!(out(&status).contains("schema   matches the 1 applied migration(s)"), "{}", out(&status));
 
         let again = cmd(&url, &["migrate", "--no-backup"], &[]).await;
         succeeded(&again);
-        assert!(out(&again).contains(&format!("applied  {INDEXES}")), "{}", out(&again));
+        assert!(out(&again).contains(&format!("applied  {INDEXES}")) && out(&again).contains(&format!("applied  {RATINGS}")), "{}", out(&again));
         assert!(indexes(&test_db.db, "eval_executions").await.contains(&"idx_eval_executions_eval_summary".to_owned()));
         assert_eq!(fixtures::count(&test_db.db, "traces", None).await, traces.len() as i64);
+        // Each rating is given its trace's workspace on the way up.
+        let in_workspace = format!("workspace_id = {}", fixtures::quote(&workspace));
+        assert_eq!(fixtures::count(&test_db.db, "feedback", Some(&in_workspace)).await, 7);
         succeeded(&cmd(&url, &["health"], &[]).await);
 
         // In production, with the explicit flag.
         let forced = cmd(&url, &["migrate", "--revert", "--allow-production", "--no-backup"], &production).await;
         succeeded(&forced);
-        assert!(out(&forced).contains(&format!("reverted {INDEXES}")), "{}", out(&forced));
+        assert!(out(&forced).contains(&format!("reverted {RATINGS}")), "{}", out(&forced));
         succeeded(&cmd(&url, &["migrate", "--no-backup"], &[]).await);
 
         // Every migration down: the base's down drops the model; up again from nothing.
-        let all = cmd(&url, &["migrate", "--revert", "2", "--no-backup"], &[]).await;
+        let all = cmd(&url, &["migrate", "--revert", "3", "--no-backup"], &[]).await;
         succeeded(&all);
         assert!(out(&all).contains(&format!("reverted {INDEXES}")) && out(&all).contains(&format!("reverted {BASE}")), "{}", out(&all));
         assert!(iofold_graph::db::count_rows(&test_db.db, "traces").await.is_err(), "the tables are gone");
@@ -282,20 +303,20 @@ both_backends! {
         succeeded(&migrate);
         let text = out(&migrate);
         let backups = Backups::from(&text);
-        let applied_at = text.find(&format!("applied  {INDEXES}")).expect("applied");
+        let applied_at = text.find(&format!("applied  {RATINGS}")).expect("applied");
         match backend {
             Backend::Sqlite => {
                 assert_eq!(backups.0.len(), 1, "{text}");
                 let file = &backups.0[0];
                 assert!(text.find("backup: ").unwrap() < applied_at, "the backup comes first: {text}");
-                assert!(text.contains("integrity_check ok; 1 applied migration(s) recorded"), "{text}");
+                assert!(text.contains("integrity_check ok; 2 applied migration(s) recorded"), "{text}");
                 assert!(file.exists() && file.to_string_lossy().starts_with(&url), "{file:?} next to {url}");
                 // The copy is the database before the migration: same rows, one migration.
                 let copy = Db::connect(&DatabaseUrl::Sqlite(file.to_string_lossy().into_owned()), &PoolOptions { max_size: 1 }).unwrap();
                 assert_eq!(fixtures::count(&copy, "users", None).await, users);
                 assert_eq!(fixtures::count(&copy, "traces", None).await, traces);
-                assert_eq!(texts(&copy, "SELECT CAST(version AS TEXT) AS v FROM __diesel_schema_migrations").await, vec![BASE.to_owned()]);
-                assert!(!indexes(&copy, "eval_executions").await.contains(&"idx_eval_executions_eval_summary".to_owned()));
+                assert_eq!(texts(&copy, "SELECT CAST(version AS TEXT) AS v FROM __diesel_schema_migrations").await, vec![BASE.to_owned(), INDEXES.to_owned()]);
+                assert!(!columns(&copy, "feedback").await.contains(&"workspace_id".to_owned()));
                 assert_eq!(texts(&copy, "SELECT integrity_check AS v FROM pragma_integrity_check").await, vec!["ok".to_owned()]);
                 copy.close();
             }
@@ -425,8 +446,8 @@ both_backends! {
         assert_eq!(groups.len(), 2);
 
         // Before the migration (down.sql), the summary had no index of its own.
-        let reverted = migrations::revert(&test_db.url, 1, migrations::BackupPolicy::Skip, |_| {}).await.unwrap();
-        assert_eq!(reverted, vec![INDEXES.to_owned()]);
+        let reverted = migrations::revert(&test_db.url, 2, migrations::BackupPolicy::Skip, |_| {}).await.unwrap();
+        assert_eq!(reverted, vec![RATINGS.to_owned(), INDEXES.to_owned()]);
         fixtures::execute(db, analyze).await.unwrap();
         let before = plan(db, &summary).await;
         assert!(!before.contains("idx_eval_executions_eval_summary"), "{before}");

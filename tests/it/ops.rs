@@ -378,7 +378,7 @@ async fn export_and_import_move_every_row_between_backends() {
     assert_eq!(manifest["format"], "iofold-graph-export");
     assert_eq!(manifest["format_version"], 1);
     assert_eq!(manifest["source_backend"], "sqlite");
-    assert_eq!(manifest["migrations"], serde_json::json!(["20261121000001", "20261206000001"]));
+    assert_eq!(manifest["migrations"], serde_json::json!(["20261121000001", "20261206000001", "20261207000001"]));
     let tables = manifest["tables"].as_array().unwrap();
     assert_eq!(tables.len(), catalog::tables().count());
     for (entry, (name, n)) in tables.iter().zip(counts(&source.db).await) {

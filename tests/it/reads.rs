@@ -117,3 +117,69 @@ both_backends! {
         }
     }
 }
+
+both_backends! {
+    /// A rating carries its trace's workspace, so a member's tenancy condition on ratings is a
+    /// condition on the rating itself: counting an agent's ratings, or reading a page's, never
+    /// reads the member's traces. The scope still hides another workspace's ratings, and a
+    /// rating made through the API is put in its trace's workspace, which no patch changes.
+    async fn a_members_scope_on_ratings_is_the_ratings_own_workspace(backend: Backend) {
+        let app = TestApp::new(backend).await;
+        let fx = Fixtures::new(&app.state.db);
+        let (workspace, user) = fx.workspace_with_owner().await;
+        let token = fx.token_for(&user).await;
+        nested_data(&fx, &workspace, 4).await;
+        let (other, _) = fx.workspace_with_owner().await;
+        nested_data(&fx, &other, 3).await;
+        let as_member = |query: &'static str, variables: Json| {
+            let (app, token) = (&app, token.clone());
+            async move {
+                app.state.db.stats.capture_shapes();
+                let response = app.graphql(Some(&token), query, variables).await;
+                let shapes: Vec<String> =
+                    app.state.db.stats.take_shapes().into_iter().map(|s| s.replace('`', "\"")).collect();
+                (response, shapes)
+            }
+        };
+
+        let counts = "query($ws: ID!) { agents(workspaceId: $ws) { nodes { feedbacks { totalCount } } } }";
+        let (response, shapes) = as_member(counts, json!({"ws": workspace})).await;
+        assert_eq!(response.data()["agents"]["nodes"][0]["feedbacks"]["totalCount"], 4, "{:?}", response.body);
+        let page = "query($ws: ID!) { traces(workspaceId: $ws) { nodes { id feedback { rating } } } }";
+        let (response, more) = as_member(page, json!({"ws": workspace})).await;
+        let nodes = response.data()["traces"]["nodes"].as_array().unwrap().clone();
+        assert!(nodes.len() == 4 && nodes.iter().all(|n| n["feedback"]["rating"].is_string()), "{nodes:?}");
+        let ratings: Vec<&String> = shapes.iter().chain(&more).filter(|s| s.contains("FROM \"feedback\"")).collect();
+        assert_eq!(ratings.len(), 2, "{shapes:#?} {more:#?}");
+        for shape in ratings {
+            assert!(shape.contains("\"feedback\".\"workspace_id\""), "scoped by its own workspace: {shape}");
+            assert!(!shape.contains("\"traces\""), "a member's rating scope reads no trace: {shape}");
+        }
+
+        // The other workspace's ratings stay invisible to the member, by id and in lists.
+        let (response, _) = as_member("query($ws: ID!) { feedbacks(workspaceId: $ws) { totalCount } }", json!({"ws": other})).await;
+        assert_ne!(response.data()["feedbacks"]["totalCount"], 3, "{:?}", response.body);
+        let foreign = app.graphql_admin("query($ws: ID!) { feedbacks(workspaceId: $ws, first: 1) { nodes { id } } }", json!({"ws": other})).await;
+        let foreign = foreign.data()["feedbacks"]["nodes"][0]["id"].clone();
+        assert!(foreign.is_string());
+        let (response, _) = as_member("query($id: ID!) { feedback(id: $id) { id } }", json!({"id": foreign})).await;
+        assert!(response.data()["feedback"].is_null(), "{:?}", response.body);
+
+        // rateTrace puts the rating in its trace's workspace; a patch cannot move it.
+        let trace = fx.insert("traces", &workspace, &[]).await;
+        let rate = "mutation($t: ID!) { rateTrace(traceId: $t, rating: POSITIVE) { feedback { id workspaceId workspace { id } } } }";
+        let (response, _) = as_member(rate, json!({"t": trace})).await;
+        let rating = &response.data()["rateTrace"]["feedback"];
+        assert_eq!(rating["workspaceId"], json!(workspace), "{:?}", response.body);
+        assert_eq!(rating["workspace"]["id"], json!(workspace));
+        let moved = "mutation($id: ID!, $ws: ID!) { updateFeedback(id: $id, patch: {workspaceId: $ws}) { feedback { id } } }";
+        let (response, _) = as_member(moved, json!({"id": rating["id"], "ws": other})).await;
+        assert!(response.body["errors"].is_array(), "workspaceId is no patch field: {:?}", response.body);
+        let (response, _) = as_member(
+            "query($ws: ID!) { workspace(id: $ws) { feedbacks { totalCount } } }",
+            json!({"ws": workspace}),
+        )
+        .await;
+        assert_eq!(response.data()["workspace"]["feedbacks"]["totalCount"], 5, "{:?}", response.body);
+    }
+}

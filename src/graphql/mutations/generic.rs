@@ -179,8 +179,8 @@ pub async fn authorize_existing(
     }
 }
 
-/// Checks the references a create or change sets (`changes`), other than the scope key:
-/// each must name a row the caller may see in the row's workspace (`NOT_FOUND` otherwise,
+/// Checks the references a create or change sets (`changes`), other than the scope key and a
+/// parent whose workspace the row carries: each must name a row the caller may see in the row's workspace (`NOT_FOUND` otherwise,
 /// as for a missing row; a user must be a member of it), and those that must stay inside
 /// one agent do. `merged` is the row as it will be.
 pub async fn check_references(
@@ -193,7 +193,8 @@ pub async fn check_references(
 ) -> AppResult<()> {
     let scope = scope_column(table);
     for (column, fk) in table.foreign_keys() {
-        if Some(column.name) == scope {
+        // The row's workspace is that parent's: its creator found the workspace through it.
+        if Some(column.name) == scope || column.parent_in_workspace {
             continue;
         }
         let Some(id) = changes.get(column.name).and_then(Value::as_str) else {
@@ -275,6 +276,12 @@ pub async fn insert_checked(
     workspace: Option<&str>,
     row: &mut Map<String, Value>,
 ) -> AppResult<()> {
+    // A row that carries its parent's workspace gets it here, whatever was sent.
+    if let (Scope::Workspace(column), Some(workspace)) = (table.scope, workspace) {
+        if table.columns.iter().any(|c| c.parent_in_workspace) {
+            row.insert(column.into(), Value::String(workspace.to_owned()));
+        }
+    }
     let changes = row.clone();
     check_references(tx, access, table, workspace, &changes, row).await?;
     rules::before_create(tx, access, table, row).await?;

@@ -89,8 +89,8 @@ pub fn policy(table: &Table) -> Policy {
             patch_only: Some(&["assignment_status", "agent_version_id", "system_prompt_id", "metadata"]),
             ..base
         },
-        // Written by rateTrace; updated and deleted generically.
-        "feedback" => Policy { create: None, ..base },
+        // Written by rateTrace (its workspace is the trace's); updated and deleted generically.
+        "feedback" => Policy { create: None, server_set: &["workspace_id"], frozen: &["trace_id"], ..base },
         "agents" => Policy { server_set: &["active_version_id", "active_eval_id"], ..base },
         "agent_versions" => Policy { server_set: &["status"], frozen: &["version"], ..base },
         "agent_functions" => APPEND_ONLY,
