@@ -277,20 +277,23 @@ impl EventBus {
         Live(self.inner.clone(), |stats| &stats.connections)
     }
 
-    /// A receiver of every event from now on, counted as a live subscription while the
-    /// guard lives. On PostgreSQL, waits (at most [`LISTENER_READY_TIMEOUT`]) until this
-    /// instance's listener is listening, so no change committed after this returns is
-    /// missed; `TIMEOUT` when it is not.
-    pub async fn subscribe(&self) -> AppResult<(broadcast::Receiver<Event>, Live)> {
+    /// A receiver of every event from now on. On PostgreSQL, waits (at most
+    /// [`LISTENER_READY_TIMEOUT`]) until this instance's listener is listening, so no change
+    /// committed after this returns is missed; `TIMEOUT` when it is not.
+    pub async fn subscribe(&self) -> AppResult<broadcast::Receiver<Event>> {
         if let Some(mut ready) = self.listener() {
             let listening = tokio::time::timeout(LISTENER_READY_TIMEOUT, ready.wait_for(|ready| *ready)).await;
             if !matches!(listening, Ok(Ok(_))) {
                 return Err(AppError::Timeout("the server cannot listen for changes now; try again".into()));
             }
         }
-        let receiver = self.inner.sender.subscribe();
+        Ok(self.inner.sender.subscribe())
+    }
+
+    /// Counts a live subscription (a client's, receiving events) while the guard lives.
+    pub fn subscriber(&self) -> Live {
         self.inner.stats.subscriptions.fetch_add(1, Ordering::Relaxed);
-        Ok((receiver, Live(self.inner.clone(), |stats| &stats.subscriptions)))
+        Live(self.inner.clone(), |stats| &stats.subscriptions)
     }
 
     /// A receiver of the access events from now on ([`EventKind::Access`]), for one
@@ -478,7 +481,7 @@ mod tests {
 
         // Access events reach the connections' channel only; job events the subscriptions'.
         let bus = EventBus::local(8);
-        let (mut subscriptions, _live) = bus.subscribe().await.unwrap();
+        let mut subscriptions = bus.subscribe().await.unwrap();
         let mut connections = bus.access_changes();
         let job = Event { kind: EventKind::Job, workspace_id: Some("workspace_1".into()), id: "job_1".into() };
         bus.deliver(of_alice.clone());
@@ -491,7 +494,8 @@ mod tests {
     #[tokio::test]
     async fn a_local_bus_delivers_each_event_once_and_bounds_a_slow_subscriber() {
         let bus = EventBus::local(2);
-        let (mut receiver, live) = bus.subscribe().await.unwrap();
+        let mut receiver = bus.subscribe().await.unwrap();
+        let live = bus.subscriber();
         assert_eq!(bus.stats().subscriptions(), 1);
         let event = |id: &str| Event { kind: EventKind::Execution, workspace_id: None, id: id.into() };
         let db =

@@ -55,6 +55,7 @@ use crate::db::Db;
 use crate::error::AppError;
 use crate::events::EventBus;
 use crate::graphql::access::Access;
+use crate::graphql::shared_subscriptions::SubscriptionHub;
 use crate::graphql::{access_of_credential, build_schema_with, with_request_data, AppSchema};
 use crate::observability::{self, Metrics, RequestId, RequestReport, ANONYMOUS_OPERATION, NO_OPERATION};
 use guard::{OperationSlot, Transport};
@@ -76,6 +77,9 @@ pub struct AppState {
     pub rate_limiter: Option<Arc<RateLimiter>>,
     /// Committed changes, on their way to subscriptions ([`crate::events`]).
     pub events: EventBus,
+    /// The running subscriptions, each execution shared by the subscribers of the same
+    /// operation under the same access ([`crate::graphql::shared_subscriptions`]).
+    pub hub: SubscriptionHub,
     /// Apollo automatic persisted queries.
     pub persisted: Arc<PersistedQueries>,
     /// Set to `true` when the server shuts down: WebSocket connections close (`1001`).
@@ -96,10 +100,12 @@ impl AppState {
     pub fn new(db: Db, config: Config) -> Self {
         db.configure(config.slow_statement, config.limits.statement_timeout);
         let rate_limiter = config.limits.rate_limit_per_minute.map(|n| Arc::new(RateLimiter::per_minute(n)));
+        let events = EventBus::new(&config.database_url, config.subscriptions.event_capacity);
         Self {
             db,
             schema: build_schema_with(&config.limits),
-            events: EventBus::new(&config.database_url, config.subscriptions.event_capacity),
+            hub: SubscriptionHub::new(events.clone(), config.subscriptions.event_capacity),
+            events,
             persisted: Arc::new(PersistedQueries::new(&config.persisted_queries)),
             shutdown: Arc::new(tokio::sync::watch::channel(false).0),
             connections: Arc::new(conn::Connections::new(&config.connections)),
@@ -699,6 +705,24 @@ async fn metrics(State(state): State<AppState>) -> Response {
             "Connections of the PostgreSQL event listener (more than 1: it reconnected).",
             stats.listener_connects() as f64,
         ),
+        (
+            "iofold_shared_subscriptions",
+            "gauge",
+            "Running subscription executions, each shared by the subscribers of one operation under one access.",
+            state.hub.stats().executions() as f64,
+        ),
+        (
+            "iofold_shared_subscription_subscribers",
+            "gauge",
+            "Subscribers of the shared subscription executions.",
+            state.hub.stats().subscribers() as f64,
+        ),
+        (
+            "iofold_shared_subscriptions_started_total",
+            "counter",
+            "Subscription executions started (by a first subscriber, or one whose access changed).",
+            state.hub.stats().started() as f64,
+        ),
         ("iofold_persisted_queries", "gauge", "Persisted queries remembered.", state.persisted.len() as f64),
     ] {
         body.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"));
@@ -1142,27 +1166,9 @@ pub mod guard {
             ctx: &ExtensionContext<'_>,
             request: &mut async_graphql::Request,
         ) -> ServerResult<(String, OperationType)> {
-            let nesting = nesting_limit(self.limits.max_depth);
-            if bracket_nesting(&request.query) > nesting {
-                return Err(coded_error(format!("the query nests deeper than {nesting} levels"), "QUERY_TOO_COMPLEX"));
-            }
+            parse(request, &self.limits)?;
             let requested = request.operation_name.clone();
             let variables = request.variables.clone();
-            // Parsing a large document takes a while: off the async worker, when possible.
-            let large = request.query.len() > LARGE_QUERY;
-            let mut parse = || {
-                request.parsed_query().map(|_| ()).map_err(|error| {
-                    let code = if is_too_deep(&error.message) { "QUERY_TOO_COMPLEX" } else { "GRAPHQL_PARSE_FAILED" };
-                    with_code(error, code)
-                })
-            };
-            let multi_thread = tokio::runtime::Handle::try_current()
-                .is_ok_and(|handle| handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-            if large && multi_thread {
-                tokio::task::block_in_place(parse)?;
-            } else {
-                parse()?;
-            }
             let transport = request
                 .data
                 .get(&std::any::TypeId::of::<Transport>())
@@ -1178,6 +1184,42 @@ pub mod guard {
             crate::graphql::ints::check(document, &ctx.schema_env.registry, &variables)?;
             Ok((label, operation.ty))
         }
+    }
+
+    /// Parses the request's document (once: async-graphql reuses it), after checking how deep
+    /// its brackets nest.
+    fn parse(request: &mut async_graphql::Request, limits: &Limits) -> ServerResult<()> {
+        let nesting = nesting_limit(limits.max_depth);
+        if bracket_nesting(&request.query) > nesting {
+            return Err(coded_error(format!("the query nests deeper than {nesting} levels"), "QUERY_TOO_COMPLEX"));
+        }
+        // Parsing a large document takes a while: off the async worker, when possible.
+        let large = request.query.len() > LARGE_QUERY;
+        let mut parse = || {
+            request.parsed_query().map(|_| ()).map_err(|error| {
+                let code = if is_too_deep(&error.message) { "QUERY_TOO_COMPLEX" } else { "GRAPHQL_PARSE_FAILED" };
+                with_code(error, code)
+            })
+        };
+        let multi_thread = tokio::runtime::Handle::try_current()
+            .is_ok_and(|handle| handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        if large && multi_thread {
+            tokio::task::block_in_place(parse)
+        } else {
+            parse()
+        }
+    }
+
+    /// Whether a request runs a subscription: false too when its document does not parse or
+    /// names no operation of it (the request then fails as any other).
+    pub fn is_subscription(request: &mut async_graphql::Request, limits: &Limits) -> bool {
+        if parse(request, limits).is_err() {
+            return false;
+        }
+        let requested = request.operation_name.clone();
+        let Ok(document) = request.parsed_query() else { return false };
+        resolve_operation(document, requested.as_deref())
+            .is_ok_and(|(_, operation)| operation.ty == OperationType::Subscription)
     }
 
     /// Refuses an operation whose required variables (non-null, without a default) are

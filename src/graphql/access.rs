@@ -13,7 +13,7 @@ use crate::models::WorkspaceMemberRole;
 use crate::sql::{Bind, Cond, Select};
 
 /// What the caller of a request may see.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Access {
     /// The admin secret: everything.
     Admin,

@@ -1,7 +1,7 @@
 //! The GraphQL API: a schema generated from the data model ([`schema`]), read through
 //! generic resolvers over [`records::Record`]s, scoped to the caller ([`access`]) and
 //! batched by a per-request loader ([`loader`]); writes in [`mutations`], pushed changes in
-//! [`subscriptions`].
+//! [`subscriptions`], their executions shared by subscribers alike in [`shared_subscriptions`].
 
 pub mod access;
 pub mod analytics;
@@ -14,6 +14,7 @@ pub mod names;
 pub mod projection;
 pub mod records;
 pub mod schema;
+pub mod shared_subscriptions;
 pub mod subscriptions;
 pub mod through;
 

@@ -13,12 +13,13 @@
 //! or execution that is deleted ends its subscription; a subscriber that falls behind the
 //! bus is dropped with `SUBSCRIPTION_LAGGED`.
 //!
-//! The subscriber's access is current, not the one it subscribed with: each event's row is
-//! read with the memberships as they are in the database then ([`Access::live_scope`]), and
-//! its fields resolve with the connection's access as last re-checked ([`LiveAccess`]). When
-//! that access changes so that the watched workspace or execution is no longer visible (the
-//! member was removed, the workspace deleted), the subscription ends with `FORBIDDEN`; when
-//! the credential is gone, with `UNAUTHENTICATED` (and the connection closes).
+//! Each execution runs with one access, fixed: over WebSocket, executions are shared by the
+//! subscribers of the same operation under the same access, and a subscriber whose access
+//! changes moves to the execution of its new access, or ends with `FORBIDDEN` when that one
+//! no longer finds what it watches ([`crate::graphql::shared_subscriptions`]). Each event's
+//! row is read with the memberships as they are in the database then
+//! ([`Access::live_scope`]), so a member removed since sees nothing more, even before the
+//! connection has re-checked its access.
 
 use std::sync::Arc;
 
@@ -35,7 +36,7 @@ use crate::catalog::{self, Table};
 use crate::db::Db;
 use crate::error::AppError;
 use crate::events::{Event, EventBus, EventKind};
-use crate::graphql::access::{Access, LiveAccess};
+use crate::graphql::access::Access;
 use crate::graphql::records::{self, Record};
 use crate::graphql::schema::{access, RequestAccess};
 use crate::sql::{Bind, CmpOp, Cond, Select};
@@ -98,15 +99,13 @@ fn not_found(table: &Table, id: &str) -> AppError {
     AppError::NotFound(format!("no {} with id `{id}`", table.type_name))
 }
 
-/// What a subscription watches: rows of `table` the subscriber may see (in `workspace_id`
-/// when set), events of `kind`, for one row (`id`) or one workspace.
+/// What a subscription watches: rows of `table` (in `workspace_id` when set), events of
+/// `kind`, for one row (`id`) or one workspace.
 struct Watch {
     table: &'static Table,
     kind: EventKind,
     id: Option<String>,
     workspace_id: Option<String>,
-    /// The subscriber's access, as last re-checked.
-    access: Arc<Access>,
 }
 
 impl Watch {
@@ -120,26 +119,24 @@ impl Watch {
             }
     }
 
-    /// The row, as the subscriber may see it now (memberships read by the same statement).
-    async fn read(&self, db: &Db, id: &str) -> Result<Option<Record>, AppError> {
-        let mut visible = vec![eq("id", id), self.access.live_scope(self.table)];
+    /// The row, as the caller of `access` may see it now (memberships read by the same
+    /// statement).
+    async fn read(&self, db: &Db, access: &Access, id: &str) -> Result<Option<Record>, AppError> {
+        let mut visible = vec![eq("id", id), access.live_scope(self.table)];
         visible.extend(self.workspace_id.as_deref().map(|workspace| eq("workspace_id", workspace)));
         let select = Select::rows(self.table, Cond::all(visible));
         Ok(records::load(db, select).await?.into_iter().next())
-    }
-
-    /// Whether the subscriber may still watch: its workspace, or its row, is visible.
-    async fn allowed(&self, db: &Db) -> Result<bool, AppError> {
-        match (&self.workspace_id, &self.id) {
-            (Some(workspace), _) => exists(db, &self.access, table("workspaces"), workspace).await,
-            (None, Some(id)) => Ok(self.read(db, id).await?.is_some()),
-            (None, None) => Ok(true),
-        }
     }
 }
 
 /// A stream of a subscription's payloads.
 type Payloads<'a> = BoxStream<'a, async_graphql::Result<FieldValue<'a>>>;
+
+/// Request data of an execution that says when its subscription listens: set to `true` once
+/// its receiver of the bus is open and what it watches was found, so no change committed
+/// after that is missed ([`crate::graphql::shared_subscriptions`] counts its subscribers as
+/// live from then on). Dropped with the execution.
+pub struct Listening(pub tokio::sync::watch::Sender<bool>);
 
 async fn job_updated(ctx: ResolverContext<'_>) -> async_graphql::Result<Payloads<'_>> {
     let access = access(&ctx)?;
@@ -147,17 +144,13 @@ async fn job_updated(ctx: ResolverContext<'_>) -> async_graphql::Result<Payloads
     let bus = ctx.data::<EventBus>()?.clone();
     let workspace_id = ctx.args.try_get("workspaceId")?.string()?.to_owned();
     let job_id = ctx.args.get("jobId").filter(|v| !v.is_null()).map(|v| v.string().map(str::to_owned)).transpose()?;
-    let live = ctx.data_opt::<LiveAccess>().cloned();
     let (jobs, workspaces) = (table("jobs"), table("workspaces"));
-    let watch = Watch {
-        table: jobs,
-        kind: EventKind::Job,
-        id: job_id.clone(),
-        workspace_id: Some(workspace_id.clone()),
-        access: access.clone(),
-    };
+    let watch =
+        Watch { table: jobs, kind: EventKind::Job, id: job_id.clone(), workspace_id: Some(workspace_id.clone()) };
+    // Listening before looking: a change committed right after the look is heard.
+    let receiver = bus.subscribe().await?;
     match &job_id {
-        Some(id) if watch.read(&db, id).await?.is_none() => return Err(not_found(jobs, id).into()),
+        Some(id) if watch.read(&db, &access, id).await?.is_none() => return Err(not_found(jobs, id).into()),
         Some(_) => {}
         None => {
             if !exists(&db, &access, workspaces, &workspace_id).await? {
@@ -165,7 +158,7 @@ async fn job_updated(ctx: ResolverContext<'_>) -> async_graphql::Result<Payloads
             }
         }
     }
-    Ok(watch_events(db, bus, watch, live).await?)
+    Ok(watch_events(db, bus, receiver, watch, access, ctx.data_opt::<Listening>()))
 }
 
 async fn execution_updated(ctx: ResolverContext<'_>) -> async_graphql::Result<Payloads<'_>> {
@@ -173,19 +166,14 @@ async fn execution_updated(ctx: ResolverContext<'_>) -> async_graphql::Result<Pa
     let db = ctx.data::<Db>()?.clone();
     let bus = ctx.data::<EventBus>()?.clone();
     let execution_id = ctx.args.try_get("executionId")?.string()?.to_owned();
-    let live = ctx.data_opt::<LiveAccess>().cloned();
     let executions = table("executions");
-    let watch = Watch {
-        table: executions,
-        kind: EventKind::Execution,
-        id: Some(execution_id.clone()),
-        workspace_id: None,
-        access,
-    };
-    if watch.read(&db, &execution_id).await?.is_none() {
+    let watch =
+        Watch { table: executions, kind: EventKind::Execution, id: Some(execution_id.clone()), workspace_id: None };
+    let receiver = bus.subscribe().await?;
+    if watch.read(&db, &access, &execution_id).await?.is_none() {
         return Err(not_found(executions, &execution_id).into());
     }
-    Ok(watch_events(db, bus, watch, live).await?)
+    Ok(watch_events(db, bus, receiver, watch, access, ctx.data_opt::<Listening>()))
 }
 
 /// Whether the caller may see the row of `table` with this id (memberships as they are now).
@@ -194,92 +182,40 @@ async fn exists(db: &Db, access: &Access, table: &'static Table, id: &str) -> Re
     Ok(!records::load(db, select).await?.is_empty())
 }
 
-/// A live subscription: its receiver of the bus and what it watches; the row it pushed last
-/// (id and `updated_at`), so changes read together push it once; the connection's access
-/// (over WebSocket).
+/// A live subscription: its receiver of the bus, what it watches and with which access; the
+/// row it pushed last (id and `updated_at`), so changes read together push it once.
 struct Watching {
     receiver: tokio::sync::broadcast::Receiver<Event>,
-    _live: crate::events::Live,
     db: Db,
     bus: EventBus,
     watch: Watch,
+    access: Arc<Access>,
     last: Option<(String, serde_json::Value)>,
-    access: Option<LiveAccess>,
-}
-
-/// What a change of the connection's access means for a subscription.
-enum Recheck {
-    /// It goes on (with the new access).
-    Continue,
-    /// It ends with this error.
-    End(async_graphql::Error),
-}
-
-impl Watching {
-    /// Takes the connection's new access: the subscription ends when the credential is gone
-    /// or what it watches is no longer visible.
-    async fn recheck(&mut self) -> Recheck {
-        let current = match &mut self.access {
-            Some(LiveAccess(receiver)) => receiver.borrow_and_update().clone(),
-            None => return Recheck::Continue,
-        };
-        let Some(access) = current else {
-            return Recheck::End(AppError::Unauthenticated("the credential was revoked or has expired".into()).into());
-        };
-        if access == self.watch.access {
-            return Recheck::Continue;
-        }
-        self.watch.access = access;
-        match self.watch.allowed(&self.db).await {
-            Ok(true) => Recheck::Continue,
-            Ok(false) => Recheck::End(
-                async_graphql::Error::new("the caller may no longer see what this subscription watches")
-                    .extend_with(|_, ext| ext.set("code", WITHDRAWN)),
-            ),
-            Err(error) => Recheck::End(error.into()),
-        }
-    }
 }
 
 /// The rows the bus announces for this watch, read again as the subscriber sees them: each
 /// event pushes the row as it is when read (changes committed in a quick burst may arrive
-/// as their latest state: never out of order, never the same state twice in a row).
-async fn watch_events<'a>(
+/// as their latest state: never out of order, never the same state twice in a row). Tells
+/// `listening` that it listens.
+fn watch_events<'a>(
     db: Db,
     bus: EventBus,
+    receiver: tokio::sync::broadcast::Receiver<Event>,
     watch: Watch,
-    mut access: Option<LiveAccess>,
-) -> Result<Payloads<'a>, AppError> {
-    let (receiver, live) = bus.subscribe().await?;
-    if let Some(LiveAccess(receiver)) = &mut access {
-        receiver.mark_unchanged();
+    access: Arc<Access>,
+    listening: Option<&Listening>,
+) -> Payloads<'a> {
+    if let Some(Listening(listening)) = listening {
+        listening.send_replace(true);
     }
-    let state = Some(Watching { receiver, _live: live, db, bus, watch, last: None, access });
-    Ok(stream::unfold(state, |state| async move {
+    let state = Some(Watching { receiver, db, bus, watch, access, last: None });
+    stream::unfold(state, |state| async move {
         let mut state = state?;
         loop {
-            let woken = {
-                let Watching { receiver, access, .. } = &mut state;
-                tokio::select! {
-                    received = receiver.recv() => Ok(received),
-                    open = access_changed(access) => Err(open),
-                }
-            };
-            let received = match woken {
-                Ok(received) => received,
-                // The connection is gone: its operations are being stopped.
-                Err(false) => {
-                    state.access = None;
-                    continue;
-                }
-                Err(true) => match state.recheck().await {
-                    Recheck::Continue => continue,
-                    Recheck::End(error) => return Some((Err(error), None)),
-                },
-            };
-            let Watching { db, bus, watch, last, .. } = &mut state;
+            let received = state.receiver.recv().await;
+            let Watching { db, bus, watch, access, last, .. } = &mut state;
             match received {
-                Ok(event) if watch.wants(&event) => match watch.read(db, &event.id).await {
+                Ok(event) if watch.wants(&event) => match watch.read(db, access, &event.id).await {
                     Ok(Some(record)) => {
                         // Changes read together push the row once.
                         let version = (record.id().to_owned(), record.get("updated_at").clone());
@@ -297,28 +233,29 @@ async fn watch_events<'a>(
                 Ok(_) => continue,
                 Err(RecvError::Lagged(missed)) => {
                     bus.lagged();
-                    tracing::info!(missed, "a subscriber fell behind the event bus and was dropped");
-                    let error = async_graphql::Error::new(format!(
-                        "this subscription fell {missed} changes behind and was dropped; subscribe again (and re-read \
-                         the current state)"
-                    ))
-                    .extend_with(|_, ext| ext.set("code", LAGGED));
-                    return Some((Err(error), None));
+                    tracing::info!(missed, "a subscription fell behind the event bus and was dropped");
+                    return Some((Err(lagged(missed)), None));
                 }
                 Err(RecvError::Closed) => return None,
             }
         }
     })
-    .boxed())
+    .boxed()
 }
 
-/// Completes when the connection's access changes: true; false when the connection is gone.
-/// Never without a connection's access.
-async fn access_changed(access: &mut Option<LiveAccess>) -> bool {
-    match access {
-        Some(LiveAccess(receiver)) => receiver.changed().await.is_ok(),
-        None => std::future::pending().await,
-    }
+/// The error that ends a subscription that fell `missed` changes behind.
+pub fn lagged(missed: u64) -> async_graphql::Error {
+    async_graphql::Error::new(format!(
+        "this subscription fell {missed} changes behind and was dropped; subscribe again (and re-read the current \
+         state)"
+    ))
+    .extend_with(|_, ext| ext.set("code", LAGGED))
+}
+
+/// The error that ends a subscription whose caller may no longer see what it watches.
+pub fn withdrawn() -> async_graphql::Error {
+    async_graphql::Error::new("the caller may no longer see what this subscription watches")
+        .extend_with(|_, ext| ext.set("code", WITHDRAWN))
 }
 
 /// Marks a request whose every execution gets a fresh loader ([`execute_with_fresh_loaders`]): the
@@ -326,9 +263,9 @@ async fn access_changed(access: &mut Option<LiveAccess>) -> bool {
 pub struct LoaderPerExecution;
 
 /// Gives every execution of a request marked [`LoaderPerExecution`] a fresh loader bound to
-/// the caller's current access ([`LiveAccess`] when the connection keeps one), in place of
-/// the request's: each event of a subscription resolves with its own loader and access (and
-/// so sees the rows as they are now), like a request of its own. Called by the schema's one
+/// the request's access, in place of the request's loader: each event of a subscription
+/// resolves with its own loader (and so sees the rows as they are now), like a request of
+/// its own. Called by the schema's one
 /// extension (`server::guard`) around every execution: a second extension would wrap every
 /// field's resolver once more. (async-graphql runs a query or mutation sent over WebSocket
 /// without this hook: it uses the request's loader, once.)
@@ -342,16 +279,7 @@ pub async fn execute_with_fresh_loaders(
     else {
         return next.run(ctx, operation_name).await;
     };
-    // The connection's access as last re-checked, when it has one (`None`: the
-    // credential is gone, and the fields answer `UNAUTHENTICATED`).
-    let access = match ctx.data_opt::<LiveAccess>() {
-        Some(LiveAccess(current)) => current.borrow().clone(),
-        None => Some(access.clone()),
-    };
     let mut data = Data::default();
-    if let Some(access) = &access {
-        data.insert(crate::graphql::loader_for(db, access.clone()));
-    }
-    data.insert(RequestAccess(access));
+    data.insert(crate::graphql::loader_for(db, access.clone()));
     next.run_with_data(ctx, operation_name, data).await
 }

@@ -13,6 +13,11 @@
 //!   a subscriber that fell behind), is one `error` message. At most
 //!   `MAX_SUBSCRIPTIONS_PER_CONNECTION` run at once: one more is an `error` with
 //!   `TOO_MANY_SUBSCRIPTIONS`.
+//! - A subscription runs through the server's subscription hub
+//!   ([`crate::graphql::shared_subscriptions`]): its execution is shared with every
+//!   subscriber (of any connection) of the same operation under the same access, so an
+//!   event is read once for all of them. Each keeps its own operation here: its place under
+//!   the limit, its `complete`, its outgoing queue.
 //! - Protocol violations close the connection with the protocol's codes: `4400` (invalid
 //!   message), `4401` (operation before the acknowledgement), `4409` (an id already running),
 //!   `4429` (a second `connection_init`), `1001` when the server shuts down, `1011` when
@@ -38,7 +43,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use async_graphql::parser::types::OperationType;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -56,6 +60,7 @@ use crate::db::sql_types::Timestamp;
 use crate::error::{AppError, AppResult};
 use crate::events::Event;
 use crate::graphql::access::{Access, LiveAccess};
+use crate::graphql::shared_subscriptions::{Operation, Payload, Start, Update};
 use crate::graphql::{access_of_credential, with_subscription_data};
 use crate::observability::RequestId;
 
@@ -171,8 +176,8 @@ struct Outgoing {
 }
 
 enum Frame {
-    /// A result.
-    Next(Value),
+    /// A result, as JSON text.
+    Next(Arc<str>),
     /// The operation failed as a whole (refused, or its subscription ended in error).
     Error(Vec<Value>),
     /// The operation is over.
@@ -439,7 +444,12 @@ impl Connection {
         }
         let id = outgoing.id;
         match outgoing.frame {
-            Frame::Next(payload) => self.send(json!({"type": self.protocol.next_type(), "id": id, "payload": payload})),
+            Frame::Next(payload) => {
+                // The payload is JSON text already (one text for every subscriber of an execution).
+                let (kind, id) = (self.protocol.next_type(), Value::String(id));
+                self.pending
+                    .push(Message::Text(format!(r#"{{"type":"{kind}","id":{id},"payload":{payload}}}"#).into()));
+            }
             Frame::Error(errors) => {
                 self.operations.remove(&id);
                 self.send(self.error_message(&id, errors));
@@ -664,8 +674,8 @@ impl Reporter {
     }
 }
 
-/// Runs one operation: a subscription until it ends, or a query or mutation (within the
-/// request deadline).
+/// Runs one operation: a subscription until it ends ([`subscription`]), or a query or
+/// mutation (within the request deadline).
 async fn operation(
     state: AppState,
     request_id: RequestId,
@@ -680,77 +690,135 @@ async fn operation(
         // The connection closes with 4403.
         Checked::Gone => return,
         Checked::Failed(error) => {
-            let mut response =
-                async_graphql::Response::from_errors(vec![guard::coded_error(error.message(), error.code())]);
-            let codes = finish_errors(&mut response, &request_id);
-            state.metrics.record_operation(&label, Duration::ZERO, &codes);
-            reporter.send(Frame::Error(errors_json(&response))).await;
-            return;
+            let refused = vec![guard::coded_error(error.message(), error.code())];
+            return refuse(&state, &request_id, &label, refused, &reporter).await;
         }
     };
     if let Err(error) = state.persisted.resolve(&mut request, Some(&access)) {
-        let mut response = async_graphql::Response::from_errors(vec![error]);
-        let codes = finish_errors(&mut response, &request_id);
-        state.metrics.record_operation(&label, Duration::ZERO, &codes);
-        reporter.send(Frame::Error(errors_json(&response))).await;
-        return;
+        return refuse(&state, &request_id, &label, vec![error], &reporter).await;
+    }
+    if guard::is_subscription(&mut request, &state.config.limits) {
+        return subscription(&state, &request_id, &session, access, request, &label, &reporter).await;
     }
     let started = Instant::now();
-    let slot = Arc::new(OperationSlot::default());
-    let live = LiveAccess(session.current.subscribe());
-    let request = with_subscription_data(request, &state.db, access, &state.events).data(live);
-    let request =
-        crate::graphql::mutations::with_config(request, &state.config).data(slot.clone()).data(Transport::WebSocket);
+    let (request, slot) = prepared(&state, request, access);
     let mut stream = state.schema.execute_stream(request);
-    let deadline = tokio::time::Instant::now() + state.config.limits.request_timeout;
+    let response = match tokio::time::timeout(state.config.limits.request_timeout, stream.next()).await {
+        Ok(Some(response)) => response,
+        Ok(None) => {
+            reporter.send(Frame::Complete).await;
+            return;
+        }
+        Err(_) => {
+            let deadline = state.config.limits.request_timeout.as_millis();
+            let error = guard::coded_error(format!("the operation did not finish within {deadline} ms"), "TIMEOUT");
+            async_graphql::Response::from_errors(vec![error])
+        }
+    };
+    let update = update_of(response, &request_id, &slot);
+    state.metrics.record_operation(update.label.as_deref().unwrap_or(&label), started.elapsed(), &update.codes);
+    if report(&reporter, &update).await {
+        reporter.send(Frame::Complete).await;
+    }
+}
+
+/// Ends an operation refused before it ran with its errors.
+async fn refuse(
+    state: &AppState,
+    request_id: &RequestId,
+    label: &str,
+    errors: Vec<async_graphql::ServerError>,
+    reporter: &Reporter,
+) {
+    let update = update_of(async_graphql::Response::from_errors(errors), request_id, &OperationSlot::default());
+    state.metrics.record_operation(label, Duration::ZERO, &update.codes);
+    report(reporter, &update).await;
+}
+
+/// Runs a subscription until it ends: through the hub, which shares one execution among the
+/// subscribers of the same operation under the same access, follows the connection's
+/// access ([`LiveAccess`]) and drops a subscriber that falls behind
+/// ([`crate::graphql::shared_subscriptions`]).
+async fn subscription(
+    state: &AppState,
+    request_id: &RequestId,
+    session: &Session,
+    access: Arc<Access>,
+    request: async_graphql::Request,
+    label: &str,
+    reporter: &Reporter,
+) {
+    let operation = Operation::of(&request);
+    let start = execution(state, request_id, operation.clone());
+    let live = LiveAccess(session.current.subscribe());
+    let mut updates = state.hub.subscribe(operation, access, Some(live), start);
     let mut first = true;
-    loop {
-        let next = if first && slot.kind() != Some(OperationType::Subscription) {
-            match tokio::time::timeout_at(deadline, stream.next()).await {
-                Ok(next) => next,
-                // A subscription waits for its first event as long as it takes.
-                Err(_) if slot.kind() == Some(OperationType::Subscription) => stream.next().await,
-                Err(_) => {
-                    let error = guard::coded_error(
-                        format!(
-                            "the operation did not finish within {} ms",
-                            state.config.limits.request_timeout.as_millis()
-                        ),
-                        "TIMEOUT",
-                    );
-                    Some(async_graphql::Response::from_errors(vec![error]))
-                }
-            }
-        } else {
-            stream.next().await
-        };
-        let Some(mut response) = next else { break };
-        let codes = finish_errors(&mut response, &request_id);
-        let label = slot.label().unwrap_or_else(|| label.clone());
+    while let Some(update) = updates.next().await {
+        let label = update.label.as_deref().unwrap_or(label);
         if first {
             // A subscription's time to its first event is no latency.
-            let subscription = slot.kind() == Some(OperationType::Subscription);
-            let elapsed = if subscription { Duration::ZERO } else { started.elapsed() };
-            state.metrics.record_operation(&label, elapsed, &codes);
+            state.metrics.record_operation(label, Duration::ZERO, &update.codes);
         } else {
-            codes.iter().for_each(|code| state.metrics.record_error(&label, code));
+            update.codes.iter().for_each(|code| state.metrics.record_error(label, code));
         }
         first = false;
-        if response.data == async_graphql::Value::Null && !response.errors.is_empty() {
-            reporter.send(Frame::Error(errors_json(&response))).await;
+        if !report(reporter, &update).await {
             return;
-        }
-        let payload = serde_json::to_value(&response).unwrap_or_default();
-        if !reporter.send(Frame::Next(payload)).await {
-            return;
-        }
-        if slot.kind() != Some(OperationType::Subscription) {
-            break;
         }
     }
     reporter.send(Frame::Complete).await;
 }
 
-fn errors_json(response: &async_graphql::Response) -> Vec<Value> {
-    response.errors.iter().map(|error| serde_json::to_value(error).unwrap_or_default()).collect()
+/// How the hub starts the execution of a subscription under an access: as an operation of
+/// this connection (its request id on internal errors), each event read with that access.
+fn execution(state: &AppState, request_id: &RequestId, operation: Operation) -> Start {
+    let (state, request_id) = (state.clone(), request_id.clone());
+    Arc::new(move |access, listening| {
+        let (request, slot) = prepared(&state, operation.request(), access);
+        let request_id = request_id.clone();
+        let responses = state.schema.execute_stream(request.data(listening));
+        responses.map(move |response| update_of(response, &request_id, &slot)).boxed()
+    })
+}
+
+/// A request over WebSocket with what its resolvers need, and where the guard leaves the
+/// operation it resolved.
+fn prepared(
+    state: &AppState,
+    request: async_graphql::Request,
+    access: Arc<Access>,
+) -> (async_graphql::Request, Arc<OperationSlot>) {
+    let slot = Arc::new(OperationSlot::default());
+    let request = with_subscription_data(request, &state.db, access, &state.events);
+    let request =
+        crate::graphql::mutations::with_config(request, &state.config).data(slot.clone()).data(Transport::WebSocket);
+    (request, slot)
+}
+
+/// A response as the message for the client: a result, or (without data) the operation's
+/// failure. Internal errors are logged here, once, and sent without their detail.
+fn update_of(mut response: async_graphql::Response, request_id: &RequestId, slot: &OperationSlot) -> Update {
+    let codes = finish_errors(&mut response, request_id);
+    let payload = if response.data == async_graphql::Value::Null && !response.errors.is_empty() {
+        let errors = response.errors.iter().map(|error| serde_json::to_value(error).unwrap_or_default()).collect();
+        Payload::Error(errors)
+    } else {
+        Payload::Next(serde_json::to_string(&response).unwrap_or_default().into())
+    };
+    Update { payload, codes, label: slot.label() }
+}
+
+/// Sends an update to the client: whether the operation goes on (a result was sent).
+async fn report(reporter: &Reporter, update: &Update) -> bool {
+    match &update.payload {
+        Payload::Next(payload) => reporter.send(Frame::Next(payload.clone())).await,
+        Payload::Error(errors) => {
+            reporter.send(Frame::Error(errors.clone())).await;
+            false
+        }
+        Payload::Complete => {
+            reporter.send(Frame::Complete).await;
+            false
+        }
+    }
 }

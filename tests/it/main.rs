@@ -17,4 +17,5 @@ mod reads;
 mod security_input;
 mod security_ws;
 mod server;
+mod subscriptions;
 mod writes;
