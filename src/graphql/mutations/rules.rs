@@ -424,8 +424,33 @@ async fn refuse_last_owner(tx: &mut Tx<'_>, user_id: &str) -> AppResult<()> {
     Ok(())
 }
 
-/// The evals that executed on any of these traces.
+/// The evals that executed on any of these traces; on PostgreSQL locked for their recount
+/// ([`recount_evals`]) in the same statement when the traces fit in one (in id order, as
+/// [`Tx::lock`] takes them).
 pub async fn evals_on_traces(tx: &mut Tx<'_>, traces: Vec<String>) -> AppResult<Vec<String>> {
+    if tx.backend() == crate::db::Backend::Postgres && !traces.is_empty() && traces.len() <= 500 {
+        let stmt = Stmt::new()
+            .sql("SELECT ")
+            .ident("id")
+            .sql(" AS v FROM ")
+            .ident("evals")
+            .sql(" WHERE ")
+            .ident("id")
+            .sql(" IN (SELECT ")
+            .ident("eval_id")
+            .sql(" FROM ")
+            .ident("eval_executions")
+            .sql(" WHERE ")
+            .ident("trace_id")
+            .sql(" IN ")
+            .texts(traces)
+            .sql(") ORDER BY ")
+            .ident("id")
+            .sql(" FOR NO KEY UPDATE");
+        let evals: Vec<String> = tx.texts(stmt).await?.into_iter().flatten().collect();
+        tx.locked(table("evals")?, &evals, Lock::NoKeyUpdate);
+        return Ok(evals);
+    }
     let mut evals = Vec::new();
     for chunk in traces.chunks(500) {
         let found = tx

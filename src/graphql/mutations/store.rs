@@ -23,11 +23,15 @@ use crate::graphql::records::{self, Record};
 use crate::models;
 use crate::sql::{Bind, CmpOp, Cond, Prepared, Select};
 
-/// One connection of either backend, inside a transaction.
-pub enum Tx<'a> {
-    /// PostgreSQL.
+/// One connection of either backend, inside a transaction, and the row locks the
+/// transaction holds (so a row is locked once, whichever rule asks for it again).
+pub struct Tx<'a> {
+    conn: Conn<'a>,
+    locked: Vec<(&'static str, String, Lock)>,
+}
+
+enum Conn<'a> {
     Pg(&'a mut AsyncPgConnection),
-    /// SQLite.
     Sqlite(&'a mut SqliteConn),
 }
 
@@ -46,13 +50,13 @@ pub async fn backoff(attempt: u32) {
 
 impl<'a> From<&'a mut AsyncPgConnection> for Tx<'a> {
     fn from(conn: &'a mut AsyncPgConnection) -> Self {
-        Tx::Pg(conn)
+        Tx { conn: Conn::Pg(conn), locked: Vec::new() }
     }
 }
 
 impl<'a> From<&'a mut SqliteConn> for Tx<'a> {
     fn from(conn: &'a mut SqliteConn) -> Self {
-        Tx::Sqlite(conn)
+        Tx { conn: Conn::Sqlite(conn), locked: Vec::new() }
     }
 }
 
@@ -216,9 +220,9 @@ macro_rules! load_rows {
 impl Tx<'_> {
     /// The backend.
     pub fn backend(&self) -> Backend {
-        match self {
-            Tx::Pg(_) => Backend::Postgres,
-            Tx::Sqlite(_) => Backend::Sqlite,
+        match self.conn {
+            Conn::Pg(_) => Backend::Postgres,
+            Conn::Sqlite(_) => Backend::Sqlite,
         }
     }
 
@@ -226,12 +230,12 @@ impl Tx<'_> {
     pub async fn load(&mut self, select: Select) -> AppResult<Vec<Record>> {
         let table = select.table;
         let load = async {
-            Ok::<_, AppError>(match self {
-                Tx::Pg(conn) => {
+            Ok::<_, AppError>(match &mut self.conn {
+                Conn::Pg(conn) => {
                     let query = select.prepare::<Pg>();
                     load_rows!(&mut **conn, query, table)
                 }
-                Tx::Sqlite(conn) => {
+                Conn::Sqlite(conn) => {
                     let query = select.prepare::<Sqlite>();
                     load_rows!(&mut **conn, query, table)
                 }
@@ -249,9 +253,9 @@ impl Tx<'_> {
 
     /// Runs a `COUNT(*)`-style statement whose one column is named `n`.
     pub async fn count(&mut self, stmt: Stmt) -> AppResult<i64> {
-        let row: CountRow = match self {
-            Tx::Pg(conn) => stmt.get_result(&mut **conn).await?,
-            Tx::Sqlite(conn) => stmt.get_result(&mut **conn).await?,
+        let row: CountRow = match &mut self.conn {
+            Conn::Pg(conn) => stmt.get_result(&mut **conn).await?,
+            Conn::Sqlite(conn) => stmt.get_result(&mut **conn).await?,
         };
         Ok(row.n)
     }
@@ -264,18 +268,18 @@ impl Tx<'_> {
 
     /// Runs a statement whose one column is text named `v`.
     pub async fn texts(&mut self, stmt: Stmt) -> AppResult<Vec<Option<String>>> {
-        let rows: Vec<TextRow> = match self {
-            Tx::Pg(conn) => stmt.load(&mut **conn).await?,
-            Tx::Sqlite(conn) => stmt.load(&mut **conn).await?,
+        let rows: Vec<TextRow> = match &mut self.conn {
+            Conn::Pg(conn) => stmt.load(&mut **conn).await?,
+            Conn::Sqlite(conn) => stmt.load(&mut **conn).await?,
         };
         Ok(rows.into_iter().map(|r| r.v).collect())
     }
 
     /// Runs a statement without results; returns the rows it touched.
     pub async fn execute(&mut self, stmt: Stmt) -> AppResult<usize> {
-        Ok(match self {
-            Tx::Pg(conn) => stmt.execute(&mut **conn).await?,
-            Tx::Sqlite(conn) => stmt.execute(&mut **conn).await?,
+        Ok(match &mut self.conn {
+            Conn::Pg(conn) => stmt.execute(&mut **conn).await?,
+            Conn::Sqlite(conn) => stmt.execute(&mut **conn).await?,
         })
     }
 
@@ -364,13 +368,15 @@ impl Tx<'_> {
     /// not) or `FOR UPDATE`, so they are read as the last writer left them and changed by no
     /// one else meanwhile. SQLite's write transactions are serial already: a plain read there.
     pub async fn load_locked(&mut self, select: Select, strength: Lock) -> AppResult<Vec<Record>> {
-        let Tx::Pg(conn) = self else {
+        let Conn::Pg(conn) = &mut self.conn else {
             return self.load(select).await;
         };
         let table = select.table;
         let stmt = Stmt::new().select(select).sql(strength.clause());
         let maps = load_rows!(&mut **conn, stmt, table);
-        Ok(records::grouped(table, maps))
+        let rows = records::grouped(table, maps);
+        self.locked.extend(rows.iter().map(|row| (table.name, row.id().to_owned(), strength)));
+        Ok(rows)
     }
 
     /// Updates one row like [`Tx::update`] and returns it as it is now (`RETURNING *`), or
@@ -382,9 +388,9 @@ impl Tx<'_> {
         changes: &Map<String, Value>,
     ) -> AppResult<Option<Record>> {
         let stmt = update_statement(table, old, changes)?.sql(" RETURNING *");
-        let maps = match self {
-            Tx::Pg(conn) => load_rows!(&mut **conn, stmt, table),
-            Tx::Sqlite(conn) => load_rows!(&mut **conn, stmt, table),
+        let maps = match &mut self.conn {
+            Conn::Pg(conn) => load_rows!(&mut **conn, stmt, table),
+            Conn::Sqlite(conn) => load_rows!(&mut **conn, stmt, table),
         };
         Ok(records::grouped(table, maps).into_iter().next())
     }
@@ -399,7 +405,7 @@ impl Tx<'_> {
         if self.backend() != Backend::Postgres || ids.is_empty() {
             return Ok(());
         }
-        let mut sorted: Vec<&String> = ids.iter().collect();
+        let mut sorted: Vec<&String> = ids.iter().filter(|id| !self.holds(table, id, strength)).collect();
         sorted.sort();
         sorted.dedup();
         for chunk in sorted.chunks(1_000) {
@@ -411,7 +417,19 @@ impl Tx<'_> {
             let stmt = stmt.sql(" ORDER BY ").ident("id").sql(strength.clause());
             self.texts(stmt).await?;
         }
+        self.locked.extend(sorted.into_iter().map(|id| (table.name, id.clone(), strength)));
         Ok(())
+    }
+
+    /// Records locks a statement of the caller's took (`… ORDER BY id FOR …`), so that
+    /// [`Tx::lock`] does not take them again.
+    pub fn locked(&mut self, table: &'static Table, ids: &[String], strength: Lock) {
+        self.locked.extend(ids.iter().map(|id| (table.name, id.clone(), strength)));
+    }
+
+    /// Whether this transaction already holds a lock on the row at least as strong.
+    fn holds(&self, table: &Table, id: &str, strength: Lock) -> bool {
+        self.locked.iter().any(|(t, i, s)| *t == table.name && i == id && (*s == strength || *s == Lock::Update))
     }
 }
 
