@@ -384,3 +384,56 @@ async fn a_malformed_token_is_bad_user_input() {
     created.data();
     assert!(created.headers.get(HEADER).is_none() && created.body.get("extensions").is_none());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscription_reads_the_change_it_was_woken_for_even_from_a_paused_replica() {
+    use crate::support::ws::{live_subscriptions, Live, Ws};
+    if !require_replica("replicas::a_subscription_reads_the_change_it_was_woken_for_even_from_a_paused_replica").await {
+        return;
+    }
+    let _serial = REPLICA.lock().await;
+    let app = replicated(u64::MAX).await;
+    let workspace =
+        admin(&app, CREATE, json!({"name": "jobs"}), &[]).await.data()["createWorkspace"]["workspace"]["id"].clone();
+    let job = admin(
+        &app,
+        "mutation($ws: ID!) { createJob(input: {workspaceId: $ws, type: IMPORT}) { job { id } } }",
+        json!({"ws": workspace}),
+        &[],
+    )
+    .await
+    .data()["createJob"]["job"]["id"]
+        .clone();
+    caught_up(&app.state).await;
+    let replicas = app.state.db.replicas.clone().unwrap();
+
+    let live = Live::start(app.state.clone()).await;
+    let admin_init = json!({"x-iofold-admin-secret": crate::support::app::ADMIN_SECRET});
+    let mut ws = Ws::initialised(&live.url(), "graphql-transport-ws", admin_init).await;
+    let reads = replicas.list()[0].reads();
+    ws.subscribe(
+        "job",
+        "subscription($ws: ID!, $job: ID) { jobUpdated(workspaceId: $ws, jobId: $job) { id progress } }",
+        json!({"ws": workspace, "job": job}),
+    )
+    .await;
+    live_subscriptions(&app.state, 1).await;
+    assert!(replicas.list()[0].reads() > reads, "subscribing read the job on the replica");
+
+    let paused = PausedReplay::new().await;
+    let progress = admin(
+        &app,
+        "mutation($id: ID!) { updateJobProgress(id: $id, progress: 40) { job { progress } } }",
+        json!({"id": job}),
+        &[],
+    )
+    .await;
+    let token = token_of(&progress);
+    let message = ws.next(Duration::from_secs(10)).await.expect("the change is pushed");
+    assert_eq!(message["payload"]["data"]["jobUpdated"]["progress"], 40, "{message}");
+    // The bus learnt the commit's position from the notification.
+    let position =
+        std::sync::atomic::AtomicU64::load(&app.state.events.position(), std::sync::atomic::Ordering::Relaxed);
+    assert!(position >= token.parse::<Lsn>().unwrap().0);
+    drop(paused);
+}
