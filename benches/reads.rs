@@ -804,6 +804,18 @@ async fn texts(db: &Db, sql: &str) -> Vec<String> {
 /// The server's statement counter. `/metrics` reads the database's size and index figures
 /// itself when its 15 s cache is cold: a first scrape warms it, so that the difference of
 /// two readings counts the request's statements only.
+/// The server's `/metrics` page (after a first request that warms it).
+async fn metrics_page(http: &mut Client) -> String {
+    let _ = http.get("/metrics", &[]).await;
+    match http.get("/metrics", &[]).await {
+        Ok(reply) => reply.body,
+        Err(error) => {
+            println!("  /metrics: {error}");
+            String::new()
+        }
+    }
+}
+
 async fn statements(http: &mut Client) -> u64 {
     let _ = http.get("/metrics", &[]).await;
     common::statements_total(&http.get("/metrics", &[]).await.map(|r| r.body).unwrap_or_default())
@@ -1031,9 +1043,9 @@ replica caught up {:.1} s after the measurements above",
     let mut passed = true;
     for &clients in &settings.clients {
         let alone = server_cell(primary, auth.clone(), targets.clone(), Read::Page, clients, timing).await;
-        let before = http.get("/metrics", &[]).await.map(|r| r.body).unwrap_or_default();
+        let before = metrics_page(&mut http).await;
         let replicated = server_cell(server.addr, auth.clone(), targets.clone(), Read::Page, clients, timing).await;
-        let after = http.get("/metrics", &[]).await.map(|r| r.body).unwrap_or_default();
+        let after = metrics_page(&mut http).await;
         let on_replica = served(&after, "iofold_replica_reads_total") - served(&before, "iofold_replica_reads_total");
         let on_primary = served(&after, "iofold_replica_primary_reads_total")
             - served(&before, "iofold_replica_primary_reads_total");
