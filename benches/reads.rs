@@ -30,6 +30,12 @@
 //! `READS_DATABASE_URL` for PostgreSQL (default `postgres://postgres@127.0.0.1:5432/test`; a
 //! fresh schema is created and dropped). The server runs with its default settings
 //! (`DB_POOL_SIZE` 10).
+//!
+//! `READS_REPLICA_URL` (a streaming replica of `READS_DATABASE_URL`'s server, e.g. the one
+//! `.ci/replica.sh` starts, `postgres://postgres@127.0.0.1:5433/test`): on PostgreSQL, the
+//! trace page is then measured once more at each client count against a second server
+//! process reading from that replica (`DATABASE_READ_URLS`), beside the primary-only server
+//! in the same run, with the reads each served (`/metrics`).
 
 mod common;
 
@@ -798,6 +804,18 @@ async fn texts(db: &Db, sql: &str) -> Vec<String> {
 /// The server's statement counter. `/metrics` reads the database's size and index figures
 /// itself when its 15 s cache is cold: a first scrape warms it, so that the difference of
 /// two readings counts the request's statements only.
+/// The server's `/metrics` page (after a first request that warms it).
+async fn metrics_page(http: &mut Client) -> String {
+    let _ = http.get("/metrics", &[]).await;
+    match http.get("/metrics", &[]).await {
+        Ok(reply) => reply.body,
+        Err(error) => {
+            println!("  /metrics: {error}");
+            String::new()
+        }
+    }
+}
+
 async fn statements(http: &mut Client) -> u64 {
     let _ = http.get("/metrics", &[]).await;
     common::statements_total(&http.get("/metrics", &[]).await.map(|r| r.body).unwrap_or_default())
@@ -836,6 +854,7 @@ struct Settings {
     seconds: u64,
     auth: String,
     pg_base: String,
+    replica: Option<String>,
 }
 
 async fn run(backend: &str, settings: &Settings) -> bool {
@@ -952,8 +971,100 @@ async fn run(backend: &str, settings: &Settings) -> bool {
         }
     }
     floor_db.close();
+    if let (Some(replica), "postgres") = (&settings.replica, backend) {
+        passed &= replica_cells(addr, &url, replica, auth.clone(), targets.clone(), settings).await;
+    }
     server.kill().await;
     bench_db.remove().await;
+    passed
+}
+
+/// The trace page against the primary-only server (`primary`) and against a second server
+/// process reading from the replica at `replica` (the bench schema's `search_path` added),
+/// once the replica has replayed the loaded data.
+async fn replica_cells(
+    primary: std::net::SocketAddr,
+    url: &iofold_graph::db::DatabaseUrl,
+    replica: &str,
+    auth: Arc<Auth>,
+    targets: Arc<Targets>,
+    settings: &Settings,
+) -> bool {
+    let options = url.as_str().split_once('?').map(|(_, o)| o).unwrap_or_default();
+    let sep = if replica.contains('?') { '&' } else { '?' };
+    let replica_url = format!("{replica}{sep}{options}");
+    // Caught up: the replica has replayed the primary's position after the load.
+    let primary_db = Db::connect(url, &PoolOptions { max_size: 1 }).expect("pool");
+    let target = texts(&primary_db, "SELECT pg_current_wal_lsn()::text AS v").await;
+    primary_db.close();
+    let replica_db =
+        Db::connect(&iofold_graph::db::DatabaseUrl::Postgres(replica_url.clone()), &PoolOptions { max_size: 1 })
+            .expect("pool");
+    let started = Instant::now();
+    loop {
+        let sql = format!("SELECT (pg_last_wal_replay_lsn() >= '{}'::pg_lsn)::text AS v", target[0]);
+        if texts(&replica_db, &sql).await == ["true"] {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(600), "the replica did not catch up with the load");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    replica_db.close();
+    println!(
+        "
+replica caught up {:.1} s after the measurements above",
+        started.elapsed().as_secs_f64()
+    );
+
+    let binary = Path::new(env!("CARGO_BIN_EXE_iofold-graph"));
+    let server = Server::start(
+        binary,
+        url.as_str(),
+        &[("IOFOLD_ADMIN_SECRET", SECRET), ("RUST_LOG", "error"), ("DATABASE_READ_URLS", &replica_url)],
+    )
+    .await;
+    // The poller finds the replica up within its first polls (200 ms apart).
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let mut http = Client::new(server.addr);
+    let served = |metrics: &str, prefix: &str| -> f64 {
+        metrics
+            .lines()
+            .filter(|l| l.starts_with(prefix))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    println!(
+        "
+| trace page | clients | primary alone req/s | p50 ms | p99 ms | primary + 1 replica req/s | p50 ms | p99 ms | \
+         reads on the replica | on the primary | errors |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    let timing = (settings.warmup, settings.seconds);
+    let mut passed = true;
+    for &clients in &settings.clients {
+        let alone = server_cell(primary, auth.clone(), targets.clone(), Read::Page, clients, timing).await;
+        let before = metrics_page(&mut http).await;
+        let replicated = server_cell(server.addr, auth.clone(), targets.clone(), Read::Page, clients, timing).await;
+        let after = metrics_page(&mut http).await;
+        let on_replica = served(&after, "iofold_replica_reads_total") - served(&before, "iofold_replica_reads_total");
+        let on_primary = served(&after, "iofold_replica_primary_reads_total")
+            - served(&before, "iofold_replica_primary_reads_total");
+        println!(
+            "| trace page | {clients} | {:.0} | {} | {} | {:.0} | {} | {} | {on_replica:.0} | {on_primary:.0} | {} |",
+            alone.rps,
+            ms(alone.p50),
+            ms(alone.p99),
+            replicated.rps,
+            ms(replicated.p50),
+            ms(replicated.p99),
+            alone.errors + replicated.errors
+        );
+        for error in [&alone.first_error, &replicated.first_error].into_iter().flatten() {
+            println!("  first error: {error}");
+        }
+        passed &= alone.errors == 0 && replicated.errors == 0 && on_replica > 0.0;
+    }
+    server.kill().await;
     passed
 }
 
@@ -970,6 +1081,7 @@ async fn main() {
         seconds: env_or("READS_SECONDS", "10").parse().expect("READS_SECONDS is a number"),
         auth: env_or("READS_AUTH", "admin"),
         pg_base: env_or("READS_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test"),
+        replica: std::env::var("READS_REPLICA_URL").ok().filter(|u| !u.is_empty()),
     };
     assert!(["admin", "token"].contains(&settings.auth.as_str()), "READS_AUTH: admin or token");
     println!(

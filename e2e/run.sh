@@ -17,6 +17,11 @@
 #                  when it is unreachable the PostgreSQL run is skipped, unless CI is set
 #   E2E_TESTS      test files to run on SQLite (default: all of tests/*.test.mjs); on
 #                  PostgreSQL only tests/apollo.test.mjs runs, when it is among them
+#   E2E_PG_READ_URL  a streaming replica of E2E_PG_URL's server (default: TEST_DATABASE_READ_URL,
+#                  else postgres://postgres@127.0.0.1:5433/test when it answers as a standby;
+#                  `.ci/replica.sh` starts one): on PostgreSQL, tests/replica.test.mjs then runs
+#                  against a second server reading from it (the consistency link); without a
+#                  replica it is skipped, unless CI is set
 #   IOFOLD_BIN     a server binary to use instead of building target/debug/iofold-graph
 #   E2E_CHROMIUM   the browser (default /usr/bin/chromium)
 # Exits non-zero when any test fails or the server does not start.
@@ -28,6 +33,7 @@ ARTIFACTS="$E2E_DIR/artifacts"
 BACKENDS=${E2E_BACKENDS:-sqlite postgres}
 TESTS=${E2E_TESTS:-tests/apollo.test.mjs tests/browser.test.mjs tests/schema.test.mjs}
 PG_URL=${E2E_PG_URL:-postgres://postgres@127.0.0.1:5432/test}
+PG_READ_URL=${E2E_PG_READ_URL:-${TEST_DATABASE_READ_URL:-postgres://postgres@127.0.0.1:5433/test}}
 started=$(date +%s)
 
 log() { printf 'e2e: %s\n' "$*" >&2; }
@@ -96,13 +102,13 @@ free_port() {
 # Sets SERVER_PID, E2E_URL, E2E_TOKEN (the demo user's) and E2E_OUTSIDER_TOKEN (a user
 # of no workspace).
 start_server() {
-  local name=$1 database_url=$2
+  local name=$1 database_url=$2 read_url=${3:-}
   local server_log="$ARTIFACTS/server-$name.log"
   # A clean environment for the server: the caller's settings must not leak in.
   local -a env=(env -u APP_ENV -u NODE_ENV -u IOFOLD_ADMIN_SECRET -u RATE_LIMIT_PER_MINUTE
     DATABASE_URL="$database_url" HOST=127.0.0.1 GRAPHIQL=true GRAPHQL_INTROSPECTION=true
     IOFOLD_ENCRYPTION_KEY="$(node -e 'console.log(require("crypto").randomBytes(32).toString("hex"))')"
-    SHUTDOWN_GRACE_MS=2000 LOG_FORMAT=human RUST_LOG="${RUST_LOG:-info}")
+    SHUTDOWN_GRACE_MS=2000 LOG_FORMAT=human RUST_LOG="${RUST_LOG:-info}" DATABASE_READ_URLS="$read_url")
 
   local seed_out
   if ! seed_out=$("${env[@]}" "$BIN" seed 2>>"$server_log"); then
@@ -186,6 +192,25 @@ for backend in $BACKENDS; do
       sep='?'; [[ $PG_URL == *\?* ]] && sep='&'
       start_server postgres "$PG_URL${sep}options=-csearch_path%3D$PG_SCHEMA"
       run_tests postgres tests/apollo.test.mjs
+      stop_server
+      drop_pg_schema
+
+      # The same primary with its streaming replica: the consistency link (read-your-writes).
+      if [[ "$(psql "$PG_READ_URL" -tAqc 'SELECT pg_is_in_recovery()' 2>/dev/null)" != t ]]; then
+        if [[ -n "${CI:-}" ]]; then
+          log "no read replica answers at $PG_READ_URL and CI is set: failing (bash .ci/replica.sh starts one)"; exit 1
+        fi
+        log "no read replica at $PG_READ_URL: skipping the replica run (bash .ci/replica.sh starts one)"
+        continue
+      fi
+      PG_SCHEMA="e2e_replica_$(date +%s)_$$"
+      psql "$PG_URL" -q -v ON_ERROR_STOP=1 -c "CREATE SCHEMA \"$PG_SCHEMA\""
+      options="options=-csearch_path%3D$PG_SCHEMA"
+      rsep='?'; [[ $PG_READ_URL == *\?* ]] && rsep='&'
+      start_server postgres-replica "$PG_URL${sep}$options" "$PG_READ_URL${rsep}$options"
+      export E2E_REPLICA_URL="$PG_READ_URL${rsep}$options"
+      run_tests postgres-replica tests/replica.test.mjs
+      unset E2E_REPLICA_URL
       stop_server
       drop_pg_schema
       ;;

@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::{Args, ValueEnum};
 
 use crate::crypto::{SecretBox, DEVELOPMENT_KEY_HEX};
+use crate::db::replicas::ReplicaSettings;
 use crate::db::DatabaseUrl;
 
 /// The settings every command shares, as given.
@@ -191,6 +192,29 @@ pub struct ServerArgs {
     #[arg(long, env = "MAINTENANCE_INTERVAL_SECS", default_value_t = defaults::MAINTENANCE_INTERVAL_SECS,
           global = true, value_parser = clap::value_parser!(u64).range(0..=604_800))]
     pub maintenance_interval_secs: u64,
+
+    /// A read replica of the PostgreSQL primary (a streaming standby): queries read from
+    /// the replicas, writes go to the primary. Repeat the flag for several, or give a
+    /// comma-separated list in `DATABASE_READ_URLS`. PostgreSQL only.
+    #[arg(
+        long = "database-read-url",
+        env = "DATABASE_READ_URLS",
+        value_delimiter = ',',
+        global = true,
+        hide_env_values = true
+    )]
+    pub database_read_urls: Vec<String>,
+
+    /// The most a replica may lag behind the primary, in bytes of WAL (the primary's
+    /// `pg_current_wal_lsn()` minus the replica's `pg_last_wal_replay_lsn()`), and still
+    /// serve reads; a replica further behind is skipped until it catches up.
+    #[arg(long, env = "REPLICA_MAX_LAG_BYTES", default_value_t = defaults::REPLICA_MAX_LAG_BYTES, global = true)]
+    pub replica_max_lag_bytes: u64,
+
+    /// How often the server reads the replicas' replay positions, in milliseconds.
+    #[arg(long, env = "REPLICA_POLL_MS", default_value_t = defaults::REPLICA_POLL_MS, global = true,
+          value_parser = clap::value_parser!(u64).range(10..=60_000))]
+    pub replica_poll_ms: u64,
 }
 
 /// The defaults of [`ServerArgs`] (the API contract's limits).
@@ -239,6 +263,10 @@ pub mod defaults {
     pub const MAX_UNAUTHENTICATED_WEBSOCKETS_PER_CLIENT: u32 = 16;
     /// Planner statistics refreshed hourly.
     pub const MAINTENANCE_INTERVAL_SECS: u64 = 3_600;
+    /// Replica lag, in bytes of WAL (one WAL segment).
+    pub const REPLICA_MAX_LAG_BYTES: u64 = 16 * 1024 * 1024;
+    /// Replica poll interval.
+    pub const REPLICA_POLL_MS: u64 = 200;
 }
 
 impl Default for ServerArgs {
@@ -269,6 +297,9 @@ impl Default for ServerArgs {
             max_unauthenticated_websockets: defaults::MAX_UNAUTHENTICATED_WEBSOCKETS,
             max_unauthenticated_websockets_per_client: defaults::MAX_UNAUTHENTICATED_WEBSOCKETS_PER_CLIENT,
             maintenance_interval_secs: defaults::MAINTENANCE_INTERVAL_SECS,
+            database_read_urls: Vec::new(),
+            replica_max_lag_bytes: defaults::REPLICA_MAX_LAG_BYTES,
+            replica_poll_ms: defaults::REPLICA_POLL_MS,
         }
     }
 }
@@ -453,6 +484,8 @@ pub struct Config {
     pub connections: ConnectionLimits,
     /// How often the server refreshes the planner statistics; `None`: never.
     pub maintenance_interval: Option<Duration>,
+    /// The read replicas (none: every read goes to the primary).
+    pub replicas: ReplicaSettings,
 }
 
 impl Config {
@@ -488,6 +521,28 @@ impl Config {
             }
             _ => (SecretBox::from_hex(DEVELOPMENT_KEY_HEX).ok(), true),
         };
+        let replicas = ReplicaSettings {
+            urls: server.database_read_urls.iter().map(|u| u.trim().to_owned()).filter(|u| !u.is_empty()).collect(),
+            max_lag_bytes: server.replica_max_lag_bytes,
+            poll_interval: Duration::from_millis(server.replica_poll_ms),
+        };
+        if !replicas.urls.is_empty() {
+            if matches!(database_url, Some(DatabaseUrl::Sqlite(_))) {
+                problems.push(
+                    "DATABASE_READ_URLS (--database-read-url): read replicas need PostgreSQL, and DATABASE_URL is a \
+                     SQLite file; unset DATABASE_READ_URLS"
+                        .to_owned(),
+                );
+            }
+            for (i, url) in replicas.urls.iter().enumerate() {
+                if !matches!(DatabaseUrl::parse(url), Ok(DatabaseUrl::Postgres(_))) {
+                    problems.push(format!(
+                        "DATABASE_READ_URLS: read replica {} is not a postgres:// or postgresql:// URL",
+                        i + 1
+                    ));
+                }
+            }
+        }
         match (database_url, secrets) {
             (Some(database_url), Some(secrets)) if problems.is_empty() => Ok(Config {
                 database_url,
@@ -507,6 +562,7 @@ impl Config {
                 connections: ConnectionLimits::from_args(server),
                 maintenance_interval: (server.maintenance_interval_secs > 0)
                     .then(|| Duration::from_secs(server.maintenance_interval_secs)),
+                replicas,
             }),
             _ => Err(ConfigError(problems)),
         }
@@ -553,6 +609,36 @@ mod tests {
         assert!(parse(&["--port", "70000"]).unwrap_err().contains("70000"));
         let err = parse(&["--app-env", "production"]).unwrap_err();
         assert!(err.contains("IOFOLD_ENCRYPTION_KEY is required in production"), "{err}");
+    }
+
+    #[test]
+    fn read_replicas_need_postgres() {
+        let config = parse(&[]).unwrap();
+        assert!(config.replicas.urls.is_empty());
+        assert_eq!(config.replicas.max_lag_bytes, 16 << 20);
+        assert_eq!(config.replicas.poll_interval, Duration::from_millis(200));
+        let config = parse(&[
+            "--database-url",
+            "postgres://u@p/db",
+            "--database-read-url",
+            "postgres://u@r1/db,postgres://u@r2/db",
+            "--database-read-url",
+            "postgresql://u@r3/db",
+            "--replica-max-lag-bytes",
+            "0",
+            "--replica-poll-ms",
+            "50",
+        ])
+        .unwrap();
+        assert_eq!(config.replicas.urls, ["postgres://u@r1/db", "postgres://u@r2/db", "postgresql://u@r3/db"]);
+        assert_eq!((config.replicas.max_lag_bytes, config.replicas.poll_interval), (0, Duration::from_millis(50)));
+        let err = parse(&["--database-read-url", "postgres://u@r1/db"]).unwrap_err();
+        assert!(err.contains("read replicas need PostgreSQL") && err.contains("SQLite"), "{err}");
+        let err =
+            parse(&["--database-url", "postgres://u:secret@p/db", "--database-read-url", "mysql://u:secret@r/db"])
+                .unwrap_err();
+        assert!(err.contains("read replica 1 is not a postgres://") && !err.contains("secret"), "{err}");
+        assert!(parse(&["--replica-poll-ms", "1"]).unwrap_err().contains("replica-poll-ms"));
     }
 
     #[test]

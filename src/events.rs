@@ -202,6 +202,11 @@ struct Inner {
     access: broadcast::Sender<Event>,
     delivery: Delivery,
     stats: Stats,
+    /// The newest commit position (PostgreSQL WAL, as a number) an event delivered here
+    /// announced: the WebSocket operations' reads never go back before it
+    /// ([`crate::db::Db::following`]), so a subscription's re-read on a read replica sees the
+    /// change it was woken for.
+    position: Arc<AtomicU64>,
 }
 
 impl Inner {
@@ -258,12 +263,20 @@ impl EventBus {
     fn with(delivery: Delivery, capacity: usize) -> Self {
         let (sender, _) = broadcast::channel(capacity.max(1));
         let (access, _) = broadcast::channel(capacity.max(1));
-        EventBus { inner: Arc::new(Inner { sender, access, delivery, stats: Stats::default() }) }
+        EventBus {
+            inner: Arc::new(Inner { sender, access, delivery, stats: Stats::default(), position: Arc::default() }),
+        }
     }
 
     /// Whether events travel through PostgreSQL.
     pub fn is_postgres(&self) -> bool {
         matches!(self.inner.delivery, Delivery::Postgres { .. })
+    }
+
+    /// The newest commit position the delivered events announced (0: none yet), as it
+    /// moves.
+    pub fn position(&self) -> Arc<AtomicU64> {
+        self.inner.position.clone()
     }
 
     /// The subscriptions' figures.
@@ -322,7 +335,9 @@ impl EventBus {
             }
         }
         match (&self.inner.delivery, &db.pool) {
-            (Delivery::Postgres { .. }, Pool::Postgres(pool)) => notify(pool, &unique).await,
+            (Delivery::Postgres { .. }, Pool::Postgres(pool)) => {
+                notify(pool, &unique, db.commit_token().map(|lsn| lsn.0)).await
+            }
             _ => unique.into_iter().for_each(|event| self.deliver(event)),
         }
     }
@@ -348,14 +363,17 @@ impl EventBus {
 }
 
 /// Sends events with `NOTIFY` (every instance's listener hands them on); a failure is logged.
-async fn notify(pool: &crate::db::PgPool, events: &[Event]) {
+///
+/// `position` (the commit position of the write, with read replicas) travels with each
+/// event: the listeners raise their bus's [`EventBus::position`] to it.
+async fn notify(pool: &crate::db::PgPool, events: &[Event], position: Option<u64>) {
     let notified: Result<(), crate::db::DbError> = async {
         use diesel_async::RunQueryDsl;
         let mut conn = pool.get().await?;
         for event in events {
             diesel::sql_query("SELECT pg_notify($1, $2)")
                 .bind::<Text, _>(CHANNEL)
-                .bind::<Text, _>(event.to_json())
+                .bind::<Text, _>(notice(event, position))
                 .execute(&mut *conn)
                 .await?;
         }
@@ -372,8 +390,28 @@ async fn notify(pool: &crate::db::PgPool, events: &[Event]) {
 /// process: their open connections find the change at their next periodic check.
 pub async fn announce_from_outside(db: &Db, events: Vec<Event>) {
     if let Pool::Postgres(pool) = &db.pool {
-        notify(pool, &events).await;
+        notify(pool, &events, None).await;
     }
+}
+
+/// The text of an event's notification: the event, and the commit position when known.
+fn notice(event: &Event, position: Option<u64>) -> String {
+    match (position, serde_json::to_value(event)) {
+        (Some(position), Ok(serde_json::Value::Object(mut fields))) => {
+            fields.insert("position".into(), position.into());
+            serde_json::Value::Object(fields).to_string()
+        }
+        _ => event.to_json(),
+    }
+}
+
+/// The commit position a notification carries.
+fn position_of(text: &str) -> Option<u64> {
+    #[derive(Deserialize)]
+    struct Position {
+        position: u64,
+    }
+    serde_json::from_str::<Position>(text).ok().map(|p| p.position)
 }
 
 /// The listener: one dedicated connection that `LISTEN`s on [`CHANNEL`] and hands every
@@ -433,7 +471,12 @@ async fn pump(conn: &mut AsyncPgConnection, bus: &std::sync::Weak<Inner>) -> Opt
             Ok(Some(Ok(notification))) => {
                 let inner = bus.upgrade()?;
                 match Event::from_json(&notification.payload) {
-                    Some(event) if notification.channel == CHANNEL => inner.route(event),
+                    Some(event) if notification.channel == CHANNEL => {
+                        if let Some(position) = position_of(&notification.payload) {
+                            inner.position.fetch_max(position, Ordering::Relaxed);
+                        }
+                        inner.route(event)
+                    }
                     _ => tracing::warn!(channel = %notification.channel, "ignored a notification that is no event"),
                 }
             }

@@ -51,6 +51,7 @@ use sha2::{Digest, Sha256};
 
 use crate::auth::{check_credential, Credential, ADMIN_SECRET_HEADER};
 use crate::config::Config;
+use crate::db::replicas::{Lsn, CONSISTENCY_HEADER};
 use crate::db::Db;
 use crate::error::AppError;
 use crate::events::EventBus;
@@ -97,7 +98,18 @@ pub struct AppState {
 impl AppState {
     /// The state for a database and a configuration: builds the schema with the configured
     /// limits, and sets the database's slow-statement threshold and statement timeout.
+    ///
+    /// With read replicas configured (`DATABASE_READ_URLS`) and a database without them, adds
+    /// them; then starts their poller.
     pub fn new(db: Db, config: Config) -> Self {
+        let db = if db.replicas.is_none() && !config.replicas.urls.is_empty() {
+            let options = crate::db::PoolOptions { max_size: config.db_pool_size };
+            db.with_replicas(&config.database_url, &config.replicas, &options)
+                .expect("the configuration checked the read replicas (PostgreSQL URLs beside a PostgreSQL primary)")
+        } else {
+            db
+        };
+        db.start_replica_poller();
         db.configure(config.slow_statement, config.limits.statement_timeout);
         let rate_limiter = config.limits.rate_limit_per_minute.map(|n| Arc::new(RateLimiter::per_minute(n)));
         let events = EventBus::new(&config.database_url, config.subscriptions.event_capacity);
@@ -397,6 +409,11 @@ struct Outcome {
 
 /// Runs the operations one after the other before the deadline; those it does not reach
 /// answer `TIMEOUT`. Resolves persisted queries first. Records each in the metrics.
+///
+/// The operations share one read route ([`Db::for_request`]): their reads go to a replica
+/// that has replayed the client's consistency token (`floor`) and the request's own
+/// commits, or to the primary. Returns the request's newest commit position too (its
+/// consistency token).
 async fn execute(
     state: &AppState,
     id: &RequestId,
@@ -404,7 +421,9 @@ async fn execute(
     access: Option<Arc<Access>>,
     deadline: tokio::time::Instant,
     transport: Transport,
-) -> (Vec<Outcome>, RequestReport, bool) {
+    floor: Option<Lsn>,
+) -> (Vec<Outcome>, RequestReport, bool, Option<Lsn>) {
+    let db = state.db.for_request(floor);
     let mut report = RequestReport::default();
     let mut outcomes = Vec::with_capacity(requests.len());
     let mut timed_out = false;
@@ -417,7 +436,7 @@ async fn execute(
         } else if let Err(error) = state.persisted.resolve(&mut request, access.as_deref()) {
             Some(async_graphql::Response::from_errors(vec![error]))
         } else {
-            let request = with_request_data(request, &state.db, access.clone()).data(state.events.clone());
+            let request = with_request_data(request, &db, access.clone()).data(state.events.clone());
             let request = crate::graphql::mutations::with_config(request, &state.config).data(slot.clone());
             let outcome = tokio::time::timeout_at(deadline, state.schema.execute(request.data(transport))).await.ok();
             if let Some(resolved) = slot.label() {
@@ -442,7 +461,27 @@ async fn execute(
         report.codes.extend(codes);
         outcomes.push(Outcome { response, executed: slot.executed() });
     }
-    (outcomes, report, timed_out)
+    (outcomes, report, timed_out, db.commit_token())
+}
+
+/// The client's consistency token (`X-Iofold-Consistency`: a mutation's response gave it),
+/// the newest when the header is repeated; a malformed one is refused (400,
+/// `BAD_USER_INPUT`) rather than ignored, which would silently give up read-your-writes.
+fn consistency_floor(headers: &HeaderMap) -> Result<Option<Lsn>, Refusal> {
+    let mut floor = None;
+    for value in headers.get_all(CONSISTENCY_HEADER) {
+        let token = value.to_str().ok().map(str::trim).and_then(|text| text.parse::<Lsn>().ok());
+        let Some(token) = token else {
+            return Err(Refusal::new(
+                StatusCode::BAD_REQUEST,
+                "BAD_USER_INPUT",
+                "the X-Iofold-Consistency header is not a consistency token: send back the value a mutation's response \
+                 gave (its X-Iofold-Consistency header or extensions.consistency, like `0/16B3A28`), or no header",
+            ));
+        };
+        floor = floor.max(Some(token));
+    }
+    Ok(floor)
 }
 
 /// The codes of a response's errors.
@@ -472,6 +511,7 @@ fn respond(
     media: MediaType,
     timed_out: bool,
     report: RequestReport,
+    token: Option<Lsn>,
 ) -> Response {
     let (status, body) = if batch {
         (StatusCode::OK, Value::Array(outcomes.iter().map(body_of).collect()))
@@ -494,6 +534,9 @@ fn respond(
     response.headers_mut().insert(header::CONTENT_TYPE, media.content_type());
     if status == StatusCode::METHOD_NOT_ALLOWED {
         response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("POST"));
+    }
+    if let Some(token) = token.and_then(|t| HeaderValue::from_str(&t.to_string()).ok()) {
+        response.headers_mut().insert(CONSISTENCY_HEADER, token);
     }
     response.extensions_mut().insert(report);
     response
@@ -547,17 +590,19 @@ async fn graphql_post(
         let (requests, batch) = parse_operations(&bytes, state.config.limits.max_batch)?;
         drop(bytes);
         check_rate(&state, &parts.headers, requests.len())?;
+        let floor = consistency_floor(&parts.headers)?;
         let access = caller(&state, &parts.headers).await?;
-        Ok::<_, Refusal>((requests, batch, access))
+        Ok::<_, Refusal>((requests, batch, access, floor))
     })
     .await
     .unwrap_or_else(|_| Err(Refusal::timeout(&state)));
-    let (requests, batch, access) = match prepared {
+    let (requests, batch, access, floor) = match prepared {
         Ok(prepared) => prepared,
         Err(refusal) => return refusal.into_response_as(&state, &id, media),
     };
-    let (outcomes, report, timed_out) = execute(&state, &id, requests, access, deadline, Transport::HttpPost).await;
-    respond(outcomes, batch, media, timed_out && !batch, report)
+    let (outcomes, report, timed_out, token) =
+        execute(&state, &id, requests, access, deadline, Transport::HttpPost, floor).await;
+    respond(outcomes, batch, media, timed_out && !batch, report, token)
 }
 
 /// The parameters of `GET /graphql?query=…&operationName=…&variables=…&extensions=…`
@@ -654,16 +699,18 @@ async fn graphql_get(State(state): State<AppState>, Extension(id): Extension<Req
     let deadline = tokio::time::Instant::now() + state.config.limits.request_timeout;
     let prepared = tokio::time::timeout_at(deadline, async {
         check_rate(&state, headers, 1)?;
-        caller(&state, headers).await
+        let floor = consistency_floor(headers)?;
+        Ok((caller(&state, headers).await?, floor))
     })
     .await
     .unwrap_or_else(|_| Err(Refusal::timeout(&state)));
-    let access = match prepared {
-        Ok(access) => access,
+    let (access, floor) = match prepared {
+        Ok(prepared) => prepared,
         Err(refusal) => return refusal.into_response_as(&state, &id, media),
     };
-    let (outcomes, report, timed_out) = execute(&state, &id, vec![request], access, deadline, Transport::HttpGet).await;
-    respond(outcomes, false, media, timed_out, report)
+    let (outcomes, report, timed_out, token) =
+        execute(&state, &id, vec![request], access, deadline, Transport::HttpGet, floor).await;
+    respond(outcomes, false, media, timed_out, report, token)
 }
 
 /// `GET /health`: the cheap part of `iofold-graph health` (a database round trip and the
@@ -682,6 +729,15 @@ async fn health(State(state): State<AppState>) -> Response {
         report["status"] = json!("degraded");
     }
     report["schema"] = schema;
+    if let Some(replicas) = &state.db.replicas {
+        let list = replicas.report();
+        // A replica that serves no reads degrades the service (reads go to the primary).
+        let all_serving = list.as_array().is_some_and(|l| l.iter().all(|r| r["serving"] == true));
+        if !all_serving && report["status"] == "ok" {
+            report["status"] = json!("degraded");
+        }
+        report["replicas"] = list;
+    }
     let status = if report["database"] == "ok" { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, Json(report)).into_response()
 }
@@ -726,6 +782,9 @@ async fn metrics(State(state): State<AppState>) -> Response {
         ("iofold_persisted_queries", "gauge", "Persisted queries remembered.", state.persisted.len() as f64),
     ] {
         body.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"));
+    }
+    if let Some(replicas) = &state.db.replicas {
+        replicas.render_metrics(&mut body);
     }
     let figures = state.db_figures.get(&state.db, &state.config.database_url).await;
     crate::ops::maintain::render(figures.as_deref(), &state.maintenance, &mut body);
@@ -1276,6 +1335,16 @@ pub mod guard {
                 .and_then(|data| data.downcast_ref::<Arc<OperationSlot>>())
                 .cloned();
             let checked = self.check(ctx, &mut request);
+            if let Ok((_, OperationType::Mutation)) = &checked {
+                // A mutation reads (its payload) from the primary, like its writes.
+                let db = request
+                    .data
+                    .get(&std::any::TypeId::of::<crate::db::Db>())
+                    .and_then(|data| data.downcast_ref::<crate::db::Db>());
+                if let Some(db) = db {
+                    db.pin_primary();
+                }
+            }
             if let Some(slot) = slot {
                 match &checked {
                     Ok((label, kind)) => {
@@ -1298,7 +1367,13 @@ pub mod guard {
             if let Some(slot) = ctx.data_opt::<Arc<OperationSlot>>() {
                 slot.executed.store(true, Ordering::Relaxed);
             }
-            crate::graphql::subscriptions::execute_with_fresh_loaders(ctx, operation_name, next).await
+            let mut response =
+                crate::graphql::subscriptions::execute_with_fresh_loaders(ctx, operation_name, next).await;
+            // The newest commit of the request (with read replicas): its consistency token.
+            if let Some(token) = ctx.data_opt::<crate::db::Db>().and_then(crate::db::Db::commit_token) {
+                response.extensions.insert("consistency".to_owned(), Value::String(token.to_string()));
+            }
+            response
         }
 
         async fn parse_query(

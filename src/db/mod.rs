@@ -8,6 +8,7 @@
 //! translation.
 
 pub mod migrations;
+pub mod replicas;
 pub mod sql_types;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -125,6 +126,10 @@ pub struct Db {
     /// its turn never comes, and leaves the connections to readers meanwhile. The busy
     /// timeout then only covers other processes (the CLI, a backup). Unused on PostgreSQL.
     pub write_turn: Arc<tokio::sync::Mutex<()>>,
+    /// The read replicas (PostgreSQL only; `None`: every read goes to the primary).
+    pub replicas: Option<Arc<replicas::Replicas>>,
+    /// What this request reads from ([`Db::for_request`]); `None` outside requests.
+    pub route: Option<Arc<replicas::Route>>,
 }
 
 /// A pool of connections to one of the two backends.
@@ -428,6 +433,55 @@ macro_rules! with_conn {
     };
 }
 
+/// Runs a read: `$body` (a `QueryResult`) with `$conn` bound to a connection of the
+/// backend and `$value` (moved into the body; cloned when a replica is tried) and the type
+/// alias `$backend` naming the backend (`Pg` or `Sqlite`). With read replicas the read goes
+/// to the one the request's route chooses ([`Db::replica_read`]); if it fails there, it runs
+/// again on the primary (counted, logged): a replica never makes a read fail. Errors are
+/// returned with `?`.
+#[macro_export]
+macro_rules! with_read_conn {
+    ($db:expr, $value:ident, |$conn:ident, $backend:ident| $body:expr) => {{
+        let db: &$crate::db::Db = $db;
+        match &db.pool {
+            $crate::db::Pool::Sqlite(pool) => {
+                #[allow(dead_code)]
+                type $backend = diesel::sqlite::Sqlite;
+                let mut pooled = pool.get().await?;
+                let $conn: &mut $crate::db::SqliteConn = &mut *pooled;
+                $body?
+            }
+            $crate::db::Pool::Postgres(primary) => {
+                #[allow(dead_code)]
+                type $backend = diesel::pg::Pg;
+                let mut served = None;
+                if let Some(mut read) = db.replica_read().await {
+                    let outcome = {
+                        let $value = $value.clone();
+                        let $conn: &mut diesel_async::AsyncPgConnection = read.connection();
+                        $body
+                    };
+                    match outcome {
+                        Ok(value) => {
+                            read.served();
+                            served = Some(value);
+                        }
+                        Err(error) => read.failed(&error),
+                    }
+                }
+                match served {
+                    Some(value) => value,
+                    None => {
+                        let mut pooled = primary.get().await?;
+                        let $conn: &mut diesel_async::AsyncPgConnection = &mut *pooled;
+                        $body?
+                    }
+                }
+            }
+        }
+    }};
+}
+
 /// Runs `$body` (an async closure taking the connection) in one write transaction: on
 /// PostgreSQL a plain `BEGIN`, on SQLite `BEGIN IMMEDIATE`, which takes the write lock up
 /// front instead of failing with `database is locked` when a read inside the transaction is
@@ -450,6 +504,9 @@ macro_rules! with_tx {
                 )
                 .await;
                 lease.settle();
+                if result.is_ok() {
+                    ($db).note_commit(&mut *lease).await;
+                }
                 result
             }
             $crate::db::Pool::Sqlite(pool) => {
@@ -606,7 +663,85 @@ impl Db {
                 Pool::Sqlite(pool)
             }
         };
-        Ok(Self { pool, stats, write_turn: Arc::default() })
+        Ok(Self { pool, stats, write_turn: Arc::default(), replicas: None, route: None })
+    }
+
+    /// Adds read replicas (`DATABASE_READ_URLS`): one pool each, with the primary's
+    /// options, recording into the same statistics. PostgreSQL only: on SQLite this is an
+    /// error (configuration refuses it before). The poller starts with
+    /// [`Db::start_replica_poller`].
+    pub fn with_replicas(
+        mut self,
+        url: &DatabaseUrl,
+        settings: &replicas::ReplicaSettings,
+        options: &PoolOptions,
+    ) -> Result<Self, String> {
+        if settings.urls.is_empty() {
+            return Ok(self);
+        }
+        let DatabaseUrl::Postgres(primary) = url else {
+            return Err("read replicas (DATABASE_READ_URLS) need PostgreSQL; DATABASE_URL is a SQLite file".into());
+        };
+        let replicas = replicas::Replicas::new(primary, settings, options, &self.stats).map_err(|e| e.to_string())?;
+        self.replicas = Some(Arc::new(replicas));
+        Ok(self)
+    }
+
+    /// Starts the replicas' poller (nothing without replicas); it ends when the last clone
+    /// of this `Db` is gone.
+    pub fn start_replica_poller(&self) {
+        if let Some(replicas) = &self.replicas {
+            replicas.start();
+        }
+    }
+
+    /// This database for one request: its reads follow a [`replicas::Route`] of their own,
+    /// whose floor is the client's consistency token (`None`: any usable replica).
+    pub fn for_request(&self, floor: Option<replicas::Lsn>) -> Db {
+        Db { route: Some(Arc::new(replicas::Route::new(floor))), ..self.clone() }
+    }
+
+    /// This database for one WebSocket operation: its reads never go back before
+    /// `position` (the newest commit the event bus delivered, [`crate::events`]).
+    pub fn following(&self, position: Arc<AtomicU64>) -> Db {
+        Db { route: Some(Arc::new(replicas::Route::following(position))), ..self.clone() }
+    }
+
+    /// The request writes (a mutation): its reads go to the primary from now on.
+    pub fn pin_primary(&self) {
+        if let Some(route) = &self.route {
+            route.pin_primary();
+        }
+    }
+
+    /// The newest commit position of this request's writes, when there are replicas: the
+    /// consistency token its response carries.
+    pub fn commit_token(&self) -> Option<replicas::Lsn> {
+        self.route.as_ref().and_then(|route| route.commit_token())
+    }
+
+    /// After a write transaction committed on `conn` (the primary's): with replicas, notes
+    /// the commit position for the request's token. A failure is logged (no token).
+    pub async fn note_commit(&self, conn: &mut AsyncPgConnection) {
+        if let (Some(_), Some(route)) = (&self.replicas, &self.route) {
+            if let Some(position) = replicas::commit_position(conn).await {
+                route.committed_at(position);
+            }
+        }
+    }
+
+    /// The replica a read goes to ([`with_read_conn!`]), with a connection to it; `None`:
+    /// the primary (no replicas, a write, none usable or caught up, or it failed).
+    pub async fn replica_read(&self) -> Option<replicas::ReplicaRead<'_>> {
+        let replicas = self.replicas.as_deref()?;
+        let route = self.route.as_deref();
+        if route.is_some_and(|r| r.is_pinned()) {
+            replicas.count_primary(replicas::PrimaryReason::Write);
+            return None;
+        }
+        let floor = route.map_or(replicas::Lsn(0), |r| r.floor());
+        let (index, conn) = replicas.choose(floor, route.and_then(|r| r.sticky())).await?;
+        Some(replicas::ReplicaRead::new(replicas, route, index, conn))
     }
 
     /// Sets the slow-statement threshold and PostgreSQL's statement timeout (0 or `None`:
@@ -660,6 +795,9 @@ impl Db {
         match &self.pool {
             Pool::Postgres(pool) => pool.close(),
             Pool::Sqlite(pool) => pool.close(),
+        }
+        if let Some(replicas) = &self.replicas {
+            replicas.close();
         }
     }
 

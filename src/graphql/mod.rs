@@ -102,7 +102,8 @@ pub fn with_request_data(
     request
 }
 
-/// Adds what the resolvers of an operation over WebSocket need: the database, the caller's
+/// Adds what the resolvers of an operation over WebSocket need: the database (its reads
+/// following the event bus's newest commit position, [`Db::following`]), the caller's
 /// access, a loader, and the event bus; each execution of a subscription (each event) gets a
 /// fresh loader ([`subscriptions::execute_with_fresh_loaders`]).
 pub fn with_subscription_data(
@@ -111,7 +112,10 @@ pub fn with_subscription_data(
     access: Arc<Access>,
     events: &EventBus,
 ) -> async_graphql::Request {
-    with_request_data(request, db, Some(access)).data(events.clone()).data(subscriptions::LoaderPerExecution)
+    // Its reads (a subscription's re-reads too) never go back before the newest change the
+    // bus announced: on a read replica, the change an event announces is there.
+    let db = db.following(events.position());
+    with_request_data(request, &db, Some(access)).data(events.clone()).data(subscriptions::LoaderPerExecution)
 }
 
 /// A new loader of root lookups bound to the caller's access.

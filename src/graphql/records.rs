@@ -21,7 +21,7 @@ use serde_json::{Map, Value};
 
 use crate::catalog::Table;
 use crate::db::sql_types::{Timestamp, UtcTimestamp};
-use crate::db::{Db, Pool};
+use crate::db::Db;
 use crate::error::{AppError, AppResult};
 use crate::sql::{Columns, Projection, Select};
 
@@ -274,16 +274,10 @@ pub async fn load(db: &Db, mut select: Select) -> AppResult<Vec<Record>> {
         select.projection = Projection::Columns(Columns::all(table));
     }
     let load = async {
-        Ok::<Vec<Decoded>, AppError>(match &db.pool {
-            Pool::Postgres(pool) => {
-                let mut conn = pool.get().await?;
-                select.prepare::<Pg>().load(&mut *conn).await?
-            }
-            Pool::Sqlite(pool) => {
-                let mut conn = pool.get().await?;
-                select.prepare::<Sqlite>().load(&mut *conn).await?
-            }
-        })
+        Ok::<Vec<Decoded>, AppError>(crate::with_read_conn!(db, select, |conn, B| select
+            .prepare::<B>()
+            .load(conn)
+            .await))
     };
     let rows = crate::db::counting_rows(load, Vec::len).await?;
     let width = table.columns.len();
@@ -318,31 +312,13 @@ struct KeyedCount {
 
 /// Runs a `Projection::Count` select.
 pub async fn count(db: &Db, select: Select) -> AppResult<i64> {
-    let count: Count = match &db.pool {
-        Pool::Postgres(pool) => {
-            let mut conn = pool.get().await?;
-            select.prepare::<Pg>().get_result(&mut *conn).await?
-        }
-        Pool::Sqlite(pool) => {
-            let mut conn = pool.get().await?;
-            select.prepare::<Sqlite>().get_result(&mut *conn).await?
-        }
-    };
+    let count: Count = crate::with_read_conn!(db, select, |conn, B| select.prepare::<B>().get_result(conn).await);
     Ok(count.n)
 }
 
 /// Runs a `Projection::CountBy` select: count per key.
 pub async fn count_by(db: &Db, select: Select) -> AppResult<HashMap<String, i64>> {
-    let rows: Vec<KeyedCount> = match &db.pool {
-        Pool::Postgres(pool) => {
-            let mut conn = pool.get().await?;
-            select.prepare::<Pg>().load(&mut *conn).await?
-        }
-        Pool::Sqlite(pool) => {
-            let mut conn = pool.get().await?;
-            select.prepare::<Sqlite>().load(&mut *conn).await?
-        }
-    };
+    let rows: Vec<KeyedCount> = crate::with_read_conn!(db, select, |conn, B| select.prepare::<B>().load(conn).await);
     Ok(rows.into_iter().filter_map(|r| r.key.map(|k| (k, r.n))).collect())
 }
 
@@ -399,31 +375,13 @@ fn objects(texts: [&str; 4]) -> AppResult<[Map<String, Value>; 4]> {
 
 /// Runs a `Projection::Aggregate(None, …)` select.
 pub async fn aggregate(db: &Db, select: Select) -> AppResult<Aggregate> {
-    let row: AggregateOne = match &db.pool {
-        Pool::Postgres(pool) => {
-            let mut conn = pool.get().await?;
-            select.prepare::<Pg>().get_result(&mut *conn).await?
-        }
-        Pool::Sqlite(pool) => {
-            let mut conn = pool.get().await?;
-            select.prepare::<Sqlite>().get_result(&mut *conn).await?
-        }
-    };
+    let row: AggregateOne = crate::with_read_conn!(db, select, |conn, B| select.prepare::<B>().get_result(conn).await);
     Ok(Aggregate { count: row.n, values: objects([&row.sum, &row.avg, &row.min, &row.max])? })
 }
 
 /// Runs a `Projection::Aggregate(Some(key), …)` select: the aggregates per key.
 pub async fn aggregate_by(db: &Db, select: Select) -> AppResult<HashMap<String, Aggregate>> {
-    let rows: Vec<AggregateRow> = match &db.pool {
-        Pool::Postgres(pool) => {
-            let mut conn = pool.get().await?;
-            select.prepare::<Pg>().load(&mut *conn).await?
-        }
-        Pool::Sqlite(pool) => {
-            let mut conn = pool.get().await?;
-            select.prepare::<Sqlite>().load(&mut *conn).await?
-        }
-    };
+    let rows: Vec<AggregateRow> = crate::with_read_conn!(db, select, |conn, B| select.prepare::<B>().load(conn).await);
     rows.into_iter()
         .filter_map(|r| {
             let key = r.key.clone()?;

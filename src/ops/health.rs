@@ -27,7 +27,7 @@ use crate::db::{migrations, Backend, Db, Pool};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Problem {
     /// The check that found it: `connection`, `migrations`, `schema`, `integrity`,
-    /// `foreign_keys`, `rows` or `drift`.
+    /// `foreign_keys`, `rows`, `drift` or `replica`.
     pub check: &'static str,
     /// The table it concerns, when it concerns one.
     pub table: Option<String>,
@@ -87,6 +87,10 @@ pub struct Report {
     pub schema: Option<Drift>,
     /// The database's size and index usage (`None`: not read).
     pub database: Option<Figures>,
+    /// The read replicas (`DATABASE_READ_URLS`), each polled once: state, lag, replay
+    /// position (`None`: none configured).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<serde_json::Value>,
     /// Everything wrong.
     pub problems: Vec<Problem>,
     /// How long the check took.
@@ -129,6 +133,15 @@ impl Report {
                 ));
             }
         }
+        for replica in self.replicas.as_ref().and_then(|r| r.as_array()).into_iter().flatten() {
+            out.push_str(&format!(
+                "replica       {} {} (lag {} bytes, replayed to {})\n",
+                replica["name"].as_str().unwrap_or_default(),
+                replica["state"].as_str().unwrap_or_default(),
+                replica["lag_bytes"],
+                replica["replay_lsn"].as_str().unwrap_or_default(),
+            ));
+        }
         out.push_str("rows\n");
         for t in &self.tables {
             let rows = t.rows.map_or("?".to_owned(), |n| n.to_string());
@@ -159,6 +172,7 @@ pub async fn check(db: &Db) -> Report {
         tables: Vec::new(),
         schema: None,
         database: None,
+        replicas: None,
         problems: Vec::new(),
         elapsed_ms: 0,
     };
@@ -191,6 +205,30 @@ pub async fn check(db: &Db) -> Report {
 }
 
 impl Report {
+    /// Adds the read replicas, polled once: one that is down, not a standby or further
+    /// behind than the lag setting is a problem (`check: "replica"`).
+    pub async fn add_replicas(&mut self, replicas: &crate::db::replicas::Replicas) {
+        replicas.poll_now().await;
+        let max = replicas.settings().max_lag_bytes;
+        for replica in replicas.list() {
+            let state = replica.state();
+            let problem = match state {
+                crate::db::replicas::ReplicaState::Up if replica.lag_bytes() > max => Some(format!(
+                    "read replica {} is {} bytes behind the primary (REPLICA_MAX_LAG_BYTES: {max})",
+                    replica.name,
+                    replica.lag_bytes()
+                )),
+                crate::db::replicas::ReplicaState::Up => None,
+                _ => Some(format!("read replica {} is {}", replica.name, state.name())),
+            };
+            if let Some(message) = problem {
+                self.problems.push(Problem { check: "replica", table: None, message });
+            }
+        }
+        self.replicas = Some(replicas.report());
+        self.ok = self.problems.is_empty();
+    }
+
     /// Adds the drift check: every difference is a problem (`check: "drift"`, naming its
     /// table); a check that could not run is one too.
     pub fn add_drift(&mut self, drift: anyhow::Result<Drift>) {

@@ -127,6 +127,12 @@ pub async fn run(command: OpsCommand, config: &Config) -> anyhow::Result<()> {
             let mut report = health::check(&db).await;
             report.add_drift(drift::check(url).await);
             report.add_figures(maintain::figures(&db, true).await);
+            let db = db
+                .with_replicas(url, &config.replicas, &PoolOptions { max_size: 1 })
+                .map_err(|e| anyhow::anyhow!(e))?;
+            if let Some(replicas) = &db.replicas {
+                report.add_replicas(replicas).await;
+            }
             db.close();
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);

@@ -14,6 +14,7 @@ mod maintenance;
 mod mutations;
 mod ops;
 mod reads;
+mod replicas;
 mod security_input;
 mod security_ws;
 mod server;

@@ -147,3 +147,54 @@ macro_rules! both_backends {
         }
     };
 }
+
+/// The read replica of [`pg_base_url`]'s server the replica tests use: `TEST_DATABASE_READ_URL`
+/// (what `.ci/replica.sh` prints), else `postgres://postgres@127.0.0.1:5433/test` when it
+/// answers as a standby.
+pub fn replica_base_url() -> String {
+    std::env::var("TEST_DATABASE_READ_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5433/test".into())
+}
+
+/// Whether the read replica answers and is in recovery; asked once per test binary.
+pub async fn replica_available() -> bool {
+    static AVAILABLE: tokio::sync::OnceCell<bool> = tokio::sync::OnceCell::const_new();
+    *AVAILABLE
+        .get_or_init(|| async {
+            #[derive(diesel::QueryableByName)]
+            struct Recovery {
+                #[diesel(sql_type = diesel::sql_types::Bool)]
+                r: bool,
+            }
+            let probe = async {
+                let mut conn = AsyncPgConnection::establish(&replica_base_url()).await.ok()?;
+                let row: Recovery = diesel_async::RunQueryDsl::get_result(
+                    diesel::sql_query("SELECT pg_is_in_recovery() AS r"),
+                    &mut conn,
+                )
+                .await
+                .ok()?;
+                Some(row.r)
+            };
+            matches!(tokio::time::timeout(Duration::from_secs(5), probe).await, Ok(Some(true)))
+        })
+        .await
+}
+
+/// Decides whether a read-replica test runs: PostgreSQL and its replica answer; when not,
+/// the test says it was skipped, unless `CI` is set: then it fails (`.ci/run` starts the
+/// replica).
+pub async fn require_replica(test: &str) -> bool {
+    if pg_available().await && replica_available().await {
+        return true;
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!(
+            "{test}: no read replica answers at {} (or PostgreSQL at {}) and CI is set: start one with \
+             `bash .ci/replica.sh`",
+            replica_base_url(),
+            pg_base_url()
+        );
+    }
+    eprintln!("{test}: skipped: no read replica at {} (`bash .ci/replica.sh` starts one)", replica_base_url());
+    false
+}
