@@ -507,3 +507,69 @@ async fn writers_of_one_workspace_do_not_wait_for_each_other_postgres() {
     scene.assert_counts_exact(&app.state.db).await;
     drop(live);
 }
+
+both_backends! {
+    /// The statements of a one-row update, from the server's own counter: a note is `BEGIN`,
+    /// the row read and locked, `UPDATE … RETURNING`, `COMMIT`; a changed rating adds the
+    /// trace's lock, the evals that ran on it (found and locked in one statement on
+    /// PostgreSQL) and their recount. `rateTrace` locks its trace once, though both it and the
+    /// rating's recount ask for the lock. The recounts are exact either way.
+    async fn a_one_row_update_costs_only_the_statements_it_needs(backend: Backend) {
+        let app = TestApp::new(backend).await;
+        let fx = Fixtures::new(&app.state.db);
+        let (workspace, _) = fx.workspace_with_owner().await;
+        crate::graph::nested_data(&fx, &workspace, 2).await;
+        let ids = app
+            .graphql_admin(
+                "query($ws: ID!) { feedbacks(workspaceId: $ws) { nodes { id rating trace { id } } } }",
+                json!({"ws": workspace}),
+            )
+            .await;
+        let rating = ids.data()["feedbacks"]["nodes"][0].clone();
+        let (id, trace) = (rating["id"].clone(), rating["trace"]["id"].clone());
+        let stats = app.state.db.stats.clone();
+        let counted = |update: &'static str, variables: Value| {
+            let (app, stats) = (&app, stats.clone());
+            async move {
+                stats.capture_shapes();
+                let before = stats.statements();
+                let response = app.graphql_admin(update, variables).await;
+                assert!(response.body["errors"].is_null(), "{:?}", response.body);
+                let shapes: Vec<String> = stats.take_shapes().into_iter().map(|s| s.replace('`', "\"")).collect();
+                (stats.statements() - before, shapes)
+            }
+        };
+        let note = "mutation($id: ID!, $n: String) { updateFeedback(id: $id, patch: {ratingDetail: $n}) { feedback { id ratingDetail } } }";
+        let (note, shapes) = counted(note, json!({"id": id, "n": "checked again"})).await;
+        assert_eq!(note, 4, "{shapes:#?}");
+        let next = if rating["rating"] == "POSITIVE" { "NEGATIVE" } else { "POSITIVE" };
+        let change = "mutation($id: ID!, $r: FeedbackRating!) { updateFeedback(id: $id, patch: {rating: $r}) { feedback { id rating } } }";
+        let (changed, shapes) = counted(change, json!({"id": id, "r": next})).await;
+        let expected = if backend == Backend::Postgres { 7 } else { 6 };
+        assert_eq!(changed, expected, "{shapes:#?}");
+
+        // rateTrace: the trace is locked once.
+        stats.capture_shapes();
+        let back = if next == "POSITIVE" { "NEGATIVE" } else { "POSITIVE" };
+        let rate = "mutation($t: ID!, $r: FeedbackRating!) { rateTrace(traceId: $t, rating: $r) { feedback { id rating } } }";
+        let response = app.graphql_admin(rate, json!({"t": trace, "r": back})).await;
+        assert_eq!(response.data()["rateTrace"]["feedback"]["rating"], back, "{:?}", response.body);
+        let shapes: Vec<String> = stats.take_shapes().into_iter().map(|s| s.replace('`', "\"")).collect();
+        if backend == Backend::Postgres {
+            let trace_locks = shapes.iter().filter(|s| s.contains("FROM \"traces\"") && s.contains("FOR UPDATE")).count();
+            assert_eq!(trace_locks, 1, "{shapes:#?}");
+        }
+
+        // The counters match the rows after all of it.
+        let evals = app
+            .graphql_admin(
+                "query($ws: ID!) { evals(workspaceId: $ws, first: 100) { nodes { contradictionCount \
+                 contradictions: evalComparisons(filter: {isContradiction: {eq: true}}) { totalCount } } } }",
+                json!({"ws": workspace}),
+            )
+            .await;
+        for eval in evals.data()["evals"]["nodes"].as_array().unwrap() {
+            assert_eq!(eval["contradictionCount"], eval["contradictions"]["totalCount"], "{eval}");
+        }
+    }
+}
