@@ -38,6 +38,14 @@ started=$(date +%s)
 
 log() { printf 'e2e: %s\n' "$*" >&2; }
 
+# A service a run needs is missing: fatal when CI is set, otherwise the run is skipped.
+required_or_skip() {
+  if [[ -n "${CI:-}" ]]; then
+    log "$1 and CI is set: failing"; exit 1
+  fi
+  log "$1: skipping $2"
+}
+
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/iofold-e2e.XXXXXX")
 SERVER_PID=""
 PG_SCHEMA=""
@@ -181,10 +189,7 @@ for backend in $BACKENDS; do
     postgres)
       [[ " $TESTS " == *" tests/apollo.test.mjs "* ]] || continue
       if ! pg_isready -q -d "$PG_URL" 2>/dev/null; then
-        if [[ -n "${CI:-}" ]]; then
-          log "PostgreSQL at $PG_URL is unreachable and CI is set: failing"; exit 1
-        fi
-        log "PostgreSQL at $PG_URL is unreachable: skipping the PostgreSQL run"
+        required_or_skip "PostgreSQL at $PG_URL is unreachable" "the PostgreSQL run"
         continue
       fi
       PG_SCHEMA="e2e_$(date +%s)_$$"
@@ -197,10 +202,7 @@ for backend in $BACKENDS; do
 
       # The same primary with its streaming replica: the consistency link (read-your-writes).
       if [[ "$(psql "$PG_READ_URL" -tAqc 'SELECT pg_is_in_recovery()' 2>/dev/null)" != t ]]; then
-        if [[ -n "${CI:-}" ]]; then
-          log "no read replica answers at $PG_READ_URL and CI is set: failing (bash .ci/replica.sh starts one)"; exit 1
-        fi
-        log "no read replica at $PG_READ_URL: skipping the replica run (bash .ci/replica.sh starts one)"
+        required_or_skip "no read replica answers at $PG_READ_URL (bash .ci/replica.sh starts one)" "the replica run"
         continue
       fi
       PG_SCHEMA="e2e_replica_$(date +%s)_$$"

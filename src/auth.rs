@@ -42,14 +42,6 @@ impl Viewer {
             _ => None,
         }
     }
-
-    /// Fails with `UNAUTHENTICATED` for an anonymous caller.
-    pub fn require_authenticated(&self) -> AppResult<()> {
-        match self {
-            Self::Anonymous => Err(AppError::unauthenticated()),
-            _ => Ok(()),
-        }
-    }
 }
 
 /// A checked credential: who it is, and when it stops working by itself (a token's

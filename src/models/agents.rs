@@ -1,4 +1,4 @@
-//! Agents, functions and tools: row models (`Row`, `NewRow`, `RowPatch`) and the enums of their columns.
+//! Agents, functions and tools: row models (`Row`, `NewRow`) and the enums of their columns.
 
 use super::prelude::*;
 

@@ -1,4 +1,4 @@
-//! Evals: row models (`Row`, `NewRow`, `RowPatch`) and the enums of their columns.
+//! Evals: row models (`Row`, `NewRow`) and the enums of their columns.
 
 use super::prelude::*;
 

@@ -1,10 +1,9 @@
 //! Row models of every table: in `models::<type>` (the GraphQL type's name in snake_case,
 //! e.g. [`trace`], [`eval_execution`]) a `Row` (what a select returns), a `NewRow` (what an
-//! insert takes: every column, with the id and timestamps chosen by the server) and a
-//! `RowPatch` (what an update takes), plus the enums of the columns. Grouped by domain as in
-//! the data model; each table is declared once with [`rows!`].
-
-use crate::db::sql_types::Timestamp;
+//! insert takes: every column, with the id and timestamps chosen by the server), plus the
+//! enums of the columns. Grouped by domain as in the data model; each table is declared once
+//! with [`rows!`]. Updates go through the catalog-driven write path
+//! (`graphql::mutations::store`), which stamps `updated_at`.
 
 /// Imports the domain files share.
 mod prelude {
@@ -146,23 +145,6 @@ macro_rules! rows {
                 pub updated_at: Timestamp,
                 $($( $(#[$ameta])* pub $after: $aty, )*)?
             }
-
-            /// A change to a row: `None` leaves a column as it is; on a nullable column
-            /// `Some(None)` sets it to NULL. The id, the scope key and `created_at` never
-            /// change; `updated_at` is set by [`crate::models::Patch::stamp`].
-            #[derive(Debug, Clone, Default, AsChangeset)]
-            #[diesel(table_name = $table)]
-            pub struct RowPatch {
-                $( $(#[$fmeta])* pub $field: Option<$fty>, )*
-                /// Stamped by the server.
-                pub updated_at: Option<Timestamp>,
-            }
-
-            impl crate::models::Patch for RowPatch {
-                fn stamp(&mut self, now: Timestamp) {
-                    self.updated_at = Some(now);
-                }
-            }
         }
     };
 }
@@ -246,13 +228,6 @@ pub use tasksets::*;
 pub use traces::*;
 pub use users::*;
 pub use workflows::*;
-
-/// The one way an update stamps `updated_at`: every `RowPatch` implements it, and the
-/// update path calls it with the server's clock, never with client input.
-pub trait Patch {
-    /// Sets `updated_at`.
-    fn stamp(&mut self, now: Timestamp);
-}
 
 /// A new server-generated id: the table's prefix, `_`, and a UUID v7 (time-ordered).
 pub fn new_id(prefix: &str) -> String {

@@ -1,4 +1,4 @@
-//! Jobs and monitoring: row models (`Row`, `NewRow`, `RowPatch`) and the enums of their columns.
+//! Jobs and monitoring: row models (`Row`, `NewRow`) and the enums of their columns.
 
 use super::prelude::*;
 

@@ -1,4 +1,4 @@
-//! Playground: row models (`Row`, `NewRow`, `RowPatch`) and the enums of their columns.
+//! Playground: row models (`Row`, `NewRow`) and the enums of their columns.
 
 use super::prelude::*;
 

@@ -1,4 +1,4 @@
-//! Tasksets, GEPA runs and rollouts: row models (`Row`, `NewRow`, `RowPatch`) and the enums of their columns.
+//! Tasksets, GEPA runs and rollouts: row models (`Row`, `NewRow`) and the enums of their columns.
 
 use super::prelude::*;
 

@@ -1,4 +1,4 @@
-//! Integrations, traces and human feedback: row models (`Row`, `NewRow`, `RowPatch`) and the enums of their columns.
+//! Integrations, traces and human feedback: row models (`Row`, `NewRow`) and the enums of their columns.
 
 use super::prelude::*;
 

@@ -1,4 +1,4 @@
-//! Users and workspaces: row models (`Row`, `NewRow`, `RowPatch`) and the enums of their columns.
+//! Users and workspaces: row models (`Row`, `NewRow`) and the enums of their columns.
 
 use super::prelude::*;
 

@@ -1,4 +1,4 @@
-//! Workflow engine: row models (`Row`, `NewRow`, `RowPatch`) and the enums of their columns.
+//! Workflow engine: row models (`Row`, `NewRow`) and the enums of their columns.
 
 use super::prelude::*;
 

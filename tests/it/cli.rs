@@ -1,18 +1,10 @@
 //! The binary's commands, run as a user would run them.
 
-use std::process::{Command, Output};
+use std::process::Output;
 
 use crate::both_backends;
+use crate::support::cli::iofold;
 use crate::support::db::TestDb;
-
-fn iofold(url: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_iofold-graph"));
-    command.args(args).env("DATABASE_URL", url).env_remove("APP_ENV").env_remove("NODE_ENV").env("RUST_LOG", "warn");
-    for (name, value) in env {
-        command.env(name, value);
-    }
-    command.output().expect("the binary runs")
-}
 
 fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()

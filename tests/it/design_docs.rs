@@ -3,13 +3,13 @@
 //! steps checked on every write path, the dashboards' semantics, `Agent.traces`.
 
 use std::collections::HashMap;
-use std::process::{Command, Output};
 
 use iofold_graph::db::Backend;
 use serde_json::{json, Value as Json};
 
 use crate::both_backends;
 use crate::support::app::TestApp;
+use crate::support::cli::{cmd, out as text};
 use crate::support::db::TestDb;
 use crate::support::fixtures::{count, execute, quote, Fixtures, Value};
 use crate::support::ws::{bearer, live_subscriptions, Live, Ws, QUIET, WAIT};
@@ -389,29 +389,6 @@ both_backends! {
     }
 }
 
-fn iofold(url: &str, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_iofold-graph"))
-        .args(args)
-        .env("DATABASE_URL", url)
-        .env_remove("APP_ENV")
-        .env_remove("NODE_ENV")
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("the binary runs")
-}
-
-async fn binary(url: &str, args: &[&str]) -> Output {
-    let url = url.to_owned();
-    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-    tokio::task::spawn_blocking(move || iofold(&url, &args.iter().map(String::as_str).collect::<Vec<_>>()))
-        .await
-        .unwrap()
-}
-
-fn text(output: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
-}
-
 both_backends! {
     async fn the_cli_import_refuses_invalid_trace_steps(backend: Backend) {
         let source = TestDb::migrated(backend).await;
@@ -421,10 +398,10 @@ both_backends! {
         let bad = json!([{"step_id": "s0", "timestamp": "2026-01-15T09:00:00Z"}, {"step_id": "s1", "timestamp": "not a date"}]);
         fx.insert("traces", &ws, &[("trace_id", "bad-trace".into()), ("steps", Value::Json(bad.to_string()))]).await;
         let dir = std::env::temp_dir().join(format!("iofold-steps-{}", uuid::Uuid::new_v4().simple()));
-        let export = binary(source.url.as_str(), &["export", dir.to_str().unwrap()]).await;
+        let export = cmd(source.url.as_str(), &["export", dir.to_str().unwrap()], &[]).await;
         assert!(export.status.success(), "{}", text(&export));
         let target = TestDb::migrated(backend).await;
-        let import = binary(target.url.as_str(), &["import", dir.to_str().unwrap()]).await;
+        let import = cmd(target.url.as_str(), &["import", dir.to_str().unwrap()], &[]).await;
         let out = text(&import);
         assert!(!import.status.success(), "{out}");
         for needle in ["table traces", "bad-trace", "steps[1].timestamp", "not a date", "nothing was imported"] {
@@ -434,8 +411,8 @@ both_backends! {
         // Fixed, the same export imports.
         execute(&source.db, &format!("UPDATE traces SET steps = {} WHERE trace_id = 'bad-trace'", quote(&json!([{"step_id": "s0"}]).to_string()))).await.unwrap();
         let fixed = dir.with_extension("fixed");
-        assert!(binary(source.url.as_str(), &["export", fixed.to_str().unwrap()]).await.status.success());
-        let import = binary(target.url.as_str(), &["import", fixed.to_str().unwrap()]).await;
+        assert!(cmd(source.url.as_str(), &["export", fixed.to_str().unwrap()], &[]).await.status.success());
+        let import = cmd(target.url.as_str(), &["import", fixed.to_str().unwrap()], &[]).await;
         assert!(import.status.success(), "{}", text(&import));
         let _ = std::fs::remove_dir_all(&dir);
         let _ = std::fs::remove_dir_all(&fixed);

@@ -1,7 +1,7 @@
 //! The graph through HTTP: every table and relation readable by its members and by no one
 //! else, batched reads, pagination, filters and ordering, names, dashboards.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 
 use iofold_graph::catalog::{self, Scope, Table};
 use iofold_graph::db::Backend;
@@ -11,27 +11,7 @@ use serde_json::{json, Value as Json};
 use crate::both_backends;
 use crate::support::app::TestApp;
 use crate::support::fixtures::{self, Fixtures, Value};
-
-/// Two workspaces with one row in every table each, and their owners' tokens.
-struct World {
-    app: TestApp,
-    a: HashMap<&'static str, String>,
-    b: HashMap<&'static str, String>,
-    token_a: String,
-    token_b: String,
-}
-
-async fn world(backend: Backend) -> World {
-    let app = TestApp::new(backend).await;
-    let fx = Fixtures::new(&app.state.db);
-    let (ws_a, owner_a) = fx.workspace_with_owner().await;
-    let (ws_b, owner_b) = fx.workspace_with_owner().await;
-    let a = fx.one_of_each(&ws_a).await;
-    let b = fx.one_of_each(&ws_b).await;
-    let token_a = fx.token_for(&owner_a).await;
-    let token_b = fx.token_for(&owner_b).await;
-    World { app, a, b, token_a, token_b }
-}
+use crate::support::world::world;
 
 fn one_query(table: &Table) -> String {
     format!("query($id: ID!) {{ {}(id: $id) {{ id }} }}", table_names(table).one)

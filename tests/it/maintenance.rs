@@ -13,8 +13,9 @@ use iofold_graph::ops::maintain::{self, Trigger};
 use serde_json::Value;
 
 use crate::both_backends;
-use crate::ops::{cmd, failed_with, out, succeeded, KEY};
+use crate::ops::KEY;
 use crate::support::app::{test_config, TestApp};
+use crate::support::cli::{cmd, failed_with, out, succeeded};
 use crate::support::db::TestDb;
 use crate::support::fixtures::{self, quote, Fixtures, Value as Cell};
 use crate::support::ws::Live;

@@ -4,8 +4,6 @@
 //! (ratings and eval counters, bulk imports, activations, jobs, members, tokens, workflow
 //! runs).
 
-use std::collections::HashMap;
-
 use iofold_graph::catalog::{self, Column, Kind, Scope, Table};
 use iofold_graph::db::sql_types::Timestamp;
 use iofold_graph::db::{Backend, Db};
@@ -16,6 +14,7 @@ use serde_json::{json, Value as Json};
 use crate::both_backends;
 use crate::support::app::TestApp;
 use crate::support::fixtures::{self, count, execute, quote, Fixtures, Value};
+use crate::support::world::{world, World};
 
 /// The generic mutations `api.md` promises per table: C(reate), U(pdate), D(elete). Every
 /// table of the catalog must be listed (a new table needs a decision here).
@@ -62,33 +61,6 @@ const PROMISED: &[(&str, &str)] = &[
     ("executions", "UD"),
     ("execution_steps", "U"),
 ];
-
-/// Two workspaces with one row in every table each; A has an owner and a viewer.
-struct World {
-    app: TestApp,
-    fx: Fixtures,
-    a: HashMap<&'static str, String>,
-    b: HashMap<&'static str, String>,
-    owner_a: String,
-    token_a: String,
-    token_b: String,
-    viewer_a: String,
-}
-
-async fn world(backend: Backend) -> World {
-    let app = TestApp::new(backend).await;
-    let fx = Fixtures::new(&app.state.db);
-    let (ws_a, owner_a) = fx.workspace_with_owner().await;
-    let (ws_b, owner_b) = fx.workspace_with_owner().await;
-    let a = fx.one_of_each(&ws_a).await;
-    let b = fx.one_of_each(&ws_b).await;
-    let viewer = fx.insert("users", "", &[]).await;
-    fx.insert("workspace_members", &ws_a, &[("user_id", (&viewer).into()), ("role", "viewer".into())]).await;
-    let token_a = fx.token_for(&owner_a).await;
-    let token_b = fx.token_for(&owner_b).await;
-    let viewer_a = fx.token_for(&viewer).await;
-    World { app, fx, a, b, owner_a, token_a, token_b, viewer_a }
-}
 
 impl World {
     fn db(&self) -> &Db {

@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use diesel::sql_types::{BigInt, Bool, Double, Nullable, Text};
 use diesel::QueryableByName;
@@ -14,52 +13,12 @@ use iofold_graph::db::{count_rows, Backend, DatabaseUrl, Db, PoolOptions};
 use serde_json::{json, Value};
 
 use crate::both_backends;
+use crate::support::cli::{cmd, failed_with, out, succeeded};
 use crate::support::db::{require_postgres, TestDb};
 use crate::support::fixtures::{self, ident, quote, Fixtures};
 
 /// A valid encryption key, so production runs reach the command's own refusal.
 pub(crate) const KEY: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
-
-fn iofold(url: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_iofold-graph"));
-    command.args(args).env("DATABASE_URL", url).env_remove("APP_ENV").env_remove("NODE_ENV").env("RUST_LOG", "warn");
-    for (name, value) in env {
-        command.env(name, value);
-    }
-    command.output().expect("the binary runs")
-}
-
-/// Runs the binary on a blocking thread.
-pub(crate) async fn cmd(url: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let url = url.to_owned();
-    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-    let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-    tokio::task::spawn_blocking(move || {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        iofold(&url, &args, &env)
-    })
-    .await
-    .unwrap()
-}
-
-pub(crate) fn out(output: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
-}
-
-#[track_caller]
-pub(crate) fn succeeded(output: &Output) {
-    assert!(output.status.success(), "expected success:\n{}", out(output));
-}
-
-#[track_caller]
-pub(crate) fn failed_with(output: &Output, needles: &[&str]) {
-    assert!(!output.status.success(), "expected a failure:\n{}", out(output));
-    let text = out(output);
-    for needle in needles {
-        assert!(text.contains(needle), "`{needle}` not in:\n{text}");
-    }
-}
 
 /// A directory in the temp dir, removed when dropped.
 struct TempDir(PathBuf);

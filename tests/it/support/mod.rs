@@ -3,7 +3,9 @@
 //! minimal HTTP client, for the tests that kill or measure the process.
 
 pub mod app;
+pub mod cli;
 pub mod db;
 pub mod fixtures;
 pub mod http;
+pub mod world;
 pub mod ws;
