@@ -180,9 +180,10 @@ pub async fn authorize_existing(
 }
 
 /// Checks the references a create or change sets (`changes`), other than the scope key and a
-/// parent whose workspace the row carries: each must name a row the caller may see in the row's workspace (`NOT_FOUND` otherwise,
-/// as for a missing row; a user must be a member of it), and those that must stay inside
-/// one agent do. `merged` is the row as it will be.
+/// parent whose workspace the row carries (its creator found the workspace through it): each
+/// must name a row the caller may see in the row's workspace (`NOT_FOUND` otherwise, as for a
+/// missing row; a user must be a member of it), and those that must stay inside one agent do.
+/// `merged` is the row as it will be.
 pub async fn check_references(
     tx: &mut Tx<'_>,
     access: &Access,
